@@ -1,0 +1,239 @@
+"""The types that cross the plugin boundary: samples, datasets, victims, attacks and their specs.
+
+A plugin package imports from here and from :mod:`advbench.hookspecs` only. Everything is small and
+typed so that a plugin author can read the whole contract in one sitting.
+
+Conventions shared by every plugin:
+
+* Images are ``float32`` tensors ``[N, 3, H, W]`` in ``[0, 1]`` at the victim's ``input_size``.
+  Normalisation (ImageNet mean/std or whatever a model wants) happens *inside* the victim, so
+  attacks live in pixel space and an L∞ budget means the same thing for every victim.
+* ``eps`` is given in 1/255 pixel units (``eps=16`` means ‖δ‖∞ ≤ 16/255).
+* Person ids (``pid``) and camera ids (``camid``, 0-based) are integers; train pids are relabelled
+  to ``0..num_train_pids-1``, query/gallery pids are the raw ids of the release.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+Distance = Literal["cosine", "euclidean"]
+
+
+class AdvbenchError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits non-zero."""
+
+
+# ----------------------------------------------------------------------------------------- data
+@dataclass(frozen=True, order=True)
+class Sample:
+    """One image of a re-ID dataset: where it is, who it shows, which camera took it."""
+
+    path: str
+    pid: int
+    camid: int
+
+
+@dataclass
+class ReidDataset:
+    """The three splits of a re-ID dataset under one evaluation protocol.
+
+    ``fingerprint`` identifies the exact content (file list, sizes, mtimes, protocol): caches of
+    decoded images, trained victims and fitted attacks are keyed by it.
+    """
+
+    name: str
+    train: list[Sample]
+    query: list[Sample]
+    gallery: list[Sample]
+    root: Path
+    fingerprint: str
+    num_train_pids: int = -1
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.num_train_pids < 0:
+            self.num_train_pids = len({s.pid for s in self.train})
+
+    def counts(self) -> dict[str, int]:
+        """Identities and images per split, as the dataset papers report them."""
+        out: dict[str, int] = {}
+        for split in ("train", "query", "gallery"):
+            samples: list[Sample] = getattr(self, split)
+            out[f"{split}_ids"] = len({s.pid for s in samples})
+            out[f"{split}_images"] = len(samples)
+        return out
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """A split decoded to memory: uint8 images ``[N, 3, H, W]`` with their labels.
+
+    ``images`` are uint8 to keep memory at a quarter; :meth:`batch` returns float [0, 1].
+    """
+
+    images: Tensor
+    pids: Tensor
+    camids: Tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, index: slice | Tensor, device: torch.device | str = "cpu") -> Tensor:
+        return self.images[index].to(device).float().div_(255.0)
+
+
+@dataclass(frozen=True)
+class FeatureBank:
+    """Clean features of a split under one victim (e.g. the gallery the attacker may index)."""
+
+    features: Tensor
+    pids: Tensor
+    camids: Tensor
+
+
+# -------------------------------------------------------------------------------------- victims
+class Victim(nn.Module, abc.ABC):
+    """A re-ID model under attack.
+
+    Subclasses set ``input_size`` (H, W), ``distance`` and ``feature_dim`` and implement
+    :meth:`features`, which must be differentiable with respect to the pixels. Models with an
+    identity classifier (needed by training and by mis-classification losses) implement
+    :meth:`logits`; ``num_classes`` is 0 otherwise. ``forward`` is :meth:`features`.
+    """
+
+    input_size: tuple[int, int] = (256, 128)
+    distance: Distance = "cosine"
+    feature_dim: int = 0
+    num_classes: int = 0
+
+    @abc.abstractmethod
+    def features(self, images: Tensor) -> Tensor:
+        """Test-time embedding ``[N, D]`` of images in [0, 1] (normalised inside)."""
+
+    def logits(self, images: Tensor) -> Tensor:
+        """Identity logits ``[N, num_classes]``; only for victims with an ID head."""
+        raise NotImplementedError(f"{type(self).__name__} has no identity classifier")
+
+    def train_outputs(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(embedding for the metric loss, identity logits) in training mode."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained by advbench")
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.features(images)
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How ``advbench train`` fits a victim: steps, not seconds, so results do not depend on speed."""
+
+    steps: int = 400
+    batch_p: int = 16
+    batch_k: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 20
+    label_smoothing: float = 0.1
+    triplet_margin: float = 0.3
+    pad_crop: int = 8
+    flip: bool = True
+
+
+@dataclass(frozen=True)
+class VictimSpec:
+    """A registered re-ID model family.
+
+    ``build(num_classes=..., input_size=(H, W), **params)`` returns an untrained :class:`Victim`;
+    ``params`` default to ``defaults``. A victim is built *for* a dataset: ``input_size`` is the
+    dataset's crop size and ``num_classes`` its number of train ids. ``load(path, input_size=...,
+    **params)`` (optional) builds a victim from a foreign checkpoint file, e.g. an official release,
+    and must fail with :class:`AdvbenchError` naming the missing and unexpected keys.
+    ``variant`` = True means the name is a family: ``name:variant`` (e.g. ``timm:convnext_nano``)
+    reaches ``build(..., variant="convnext_nano")``.
+    """
+
+    name: str
+    description: str
+    build: Callable[..., Victim]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    recipe: TrainRecipe = field(default_factory=TrainRecipe)
+    load: Callable[..., Victim] | None = None
+    default: bool = False
+    variant: bool = False
+    version: str = "0"
+
+
+# -------------------------------------------------------------------------------------- attacks
+class Attack(abc.ABC):
+    """An adversarial attack on re-ID queries under an L∞ budget of ``eps``/255.
+
+    ``perturb`` returns adversarial images in [0, 1]; the runner clips and quantises them to 8 bits
+    afterwards, and checks the budget. ``gallery`` holds the source victim's clean gallery features
+    (the retrieval index, known to a white-box attacker); attacks that do not need it ignore it.
+    Attacks that learn (generators, universal perturbations) override :meth:`fit`, which the runner
+    calls once per (attack, source victim, fit dataset) before any ``perturb``.
+    """
+
+    name: str = "attack"
+
+    def __init__(self, eps: float = 16.0, **params: Any) -> None:
+        self.eps = float(eps)
+        self.params = dict(params)
+
+    @property
+    def needs_fit(self) -> bool:
+        return type(self).fit is not Attack.fit
+
+    def fit(self, victim: Victim, train: ImageSplit, *, cache_dir: Path, key: str,
+            device: torch.device, progress: bool = True) -> None:
+        """Learn whatever the attack learns from a training split (never the test queries)."""
+
+    @abc.abstractmethod
+    def perturb(self, victim: Victim, images: Tensor, pids: Tensor, camids: Tensor, *,
+                gallery: FeatureBank | None = None) -> Tensor:
+        """Adversarial versions of ``images`` (float [0, 1], on the victim's device)."""
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """A registered attack: ``build(eps=..., **params) -> Attack``, params defaulting to ``defaults``."""
+
+    name: str
+    description: str
+    build: Callable[..., Attack]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    default: bool = True
+    threat_model: str = "white-box, L∞"
+    version: str = "0"
+
+
+# ------------------------------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset.
+
+    ``load(root, cache_dir, **params) -> ReidDataset``. ``root`` is the data root the user gave
+    (``--data-root`` / ``ADVBENCH_DATA``), or None; ``embedded`` datasets need none and generate
+    themselves into ``cache_dir``. ``layout`` is a few lines showing the expected folders, printed
+    with errors and by ``advbench datasets``.
+    """
+
+    name: str
+    description: str
+    load: Callable[..., ReidDataset]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    layout: str = ""
+    embedded: bool = False
+    default: bool = False
+    input_size: tuple[int, int] = (256, 128)
+    version: str = "0"
+
+
+Spec = VictimSpec | AttackSpec | DatasetSpec
