@@ -74,9 +74,10 @@ class ReidDataset:
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """A split decoded to memory: uint8 images ``[N, 3, H, W]`` with their labels.
+    """A split decoded to memory: images ``[N, 3, H, W]`` with their labels.
 
-    ``images`` are uint8 to keep memory at a quarter; :meth:`batch` returns float [0, 1].
+    ``images`` are uint8 (a quarter of the memory) or float in [0, 1]; :meth:`batch` returns
+    float [0, 1] either way.
     """
 
     images: Tensor
@@ -87,7 +88,8 @@ class ImageSplit:
         return int(self.images.shape[0])
 
     def batch(self, index: slice | Tensor, device: torch.device | str = "cpu") -> Tensor:
-        return self.images[index].to(device).float().div_(255.0)
+        images = self.images[index].to(device)
+        return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
 
 
 @dataclass(frozen=True)
@@ -203,13 +205,18 @@ class Attack(abc.ABC):
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """A registered attack: ``build(eps=..., **params) -> Attack``, params defaulting to ``defaults``."""
+    """A registered attack: ``build(eps=..., **params) -> Attack``, params defaulting to ``defaults``.
+
+    ``default=True`` puts it in ``--attacks default``; ``variant=True`` makes the name a family
+    (``torchattacks:APGD`` reaches ``build(..., variant="APGD")``), left out of ``--attacks all``.
+    """
 
     name: str
     description: str
     build: Callable[..., Attack]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     default: bool = True
+    variant: bool = False
     threat_model: str = "white-box, L∞"
     version: str = "0"
 

@@ -1,0 +1,80 @@
+"""Victim checkpoints: advbench's own format, where they live in the cache, and how to rebuild them.
+
+An advbench checkpoint is a ``torch.save`` dict with the state dict and everything needed to call
+the victim spec's ``build`` again (name, variant, params, num_classes, input_size), plus what it was
+trained on. Foreign checkpoints (an official release) go through the spec's own ``load``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import advbench
+from advbench.api import AdvbenchError, TrainRecipe, Victim
+from advbench.plugins import Registry
+from advbench.store import atomic_torch_save
+from advbench.utils import stable_hash
+
+FORMAT = "advbench-victim-v1"
+
+
+def victim_key(name: str, params: dict[str, Any], version: str, dataset_fingerprint: str,
+               input_size: tuple[int, int], recipe: TrainRecipe, seed: int) -> str:
+    """Cache key of a trained victim: everything its weights depend on."""
+    return stable_hash(name, params, version, dataset_fingerprint, list(input_size), dataclasses.asdict(recipe), seed)
+
+
+def cached_checkpoint(cache_dir: Path, name: str, dataset: str, key: str) -> Path:
+    safe = name.replace(":", "-").replace("/", "-")
+    return cache_dir / "victims" / f"{safe}__{dataset}__{key}.pt"
+
+
+def save_checkpoint(path: Path, victim: Victim, *, name: str, params: dict[str, Any], dataset: str,
+                    dataset_fingerprint: str, recipe: TrainRecipe, seed: int, train_stats: dict[str, float]) -> None:
+    atomic_torch_save({
+        "format": FORMAT,
+        "victim": name,
+        "params": params,
+        "num_classes": victim.num_classes,
+        "input_size": list(victim.input_size),
+        "state_dict": {k: v.detach().cpu() for k, v in victim.state_dict().items()},
+        "dataset": dataset,
+        "dataset_fingerprint": dataset_fingerprint,
+        "recipe": dataclasses.asdict(recipe),
+        "seed": seed,
+        "train": train_stats,
+        "advbench_version": advbench.__version__,
+    }, path)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The dict of an advbench checkpoint, or None when ``path`` holds another format."""
+    path = Path(path)
+    if not path.is_file():
+        raise AdvbenchError(f"checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise AdvbenchError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    return blob if isinstance(blob, dict) and blob.get("format") == FORMAT else None
+
+
+def build_from_checkpoint(blob: dict[str, Any], registry: Registry, path: Path) -> Victim:
+    """Rebuild a victim from an advbench checkpoint dict, loading its weights strictly."""
+    entry, variant = registry.get("victim", blob["victim"])
+    params = dict(blob["params"])
+    if variant is not None:
+        params["variant"] = variant
+    victim = entry.spec.build(num_classes=blob["num_classes"], input_size=tuple(blob["input_size"]), **params)
+    result = victim.load_state_dict(blob["state_dict"], strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise AdvbenchError(
+            f"checkpoint {path} does not match victim {blob['victim']!r}: "
+            f"{len(result.missing_keys)} missing keys {result.missing_keys[:5]}, "
+            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:5]}"
+        )
+    return victim.eval()

@@ -1,0 +1,98 @@
+"""The attacks this plugin builds: any supported torchattacks class, and a feature-space PGD."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from advbench.api import AdvbenchError, Attack, FeatureBank, Victim
+from advbench_torchattacks.catalog import ALPHA_PER_STEP, SUPPORTED, UNSUPPORTED
+from advbench_torchattacks.wrapper import PrototypeClassifier
+
+
+def attack_class(name: str) -> type:
+    """The torchattacks class called ``name``, or a one-line error saying why it is not usable."""
+    import torchattacks
+
+    if name in UNSUPPORTED:
+        raise AdvbenchError(f"torchattacks:{name} is not supported: {UNSUPPORTED[name]}")
+    if name not in SUPPORTED:
+        raise AdvbenchError(f"torchattacks has no L∞ attack {name!r}; supported: {', '.join(sorted(SUPPORTED))}")
+    return getattr(torchattacks, name)
+
+
+class TorchattacksAttack(Attack):
+    """A torchattacks attack run on the victim's :class:`PrototypeClassifier`.
+
+    ``eps`` is in 1/255 units. When not given, iterative attacks take ``alpha = 2.5 * eps / steps``
+    (Madry et al.'s rule), so a sweep over eps keeps the same schedule. Other keyword parameters
+    go to the torchattacks constructor unchanged.
+    """
+
+    def __init__(self, class_name: str, eps: float = 16.0, scale: float = 16.0, **params: Any) -> None:
+        super().__init__(eps=eps, **params)
+        self.cls = attack_class(class_name)
+        self.name = class_name.lower()
+        self.scale = scale
+        accepted = inspect.signature(self.cls.__init__).parameters
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise AdvbenchError(f"torchattacks.{class_name} takes no parameter(s) {', '.join(unknown)}; it takes {', '.join(p for p in accepted if p not in ('self', 'model'))}")
+        self.kwargs = dict(params)
+        self.kwargs[SUPPORTED[class_name]] = self.eps / 255.0
+        if "alpha" in accepted and "steps" in accepted and "alpha" not in params:
+            steps = params.get("steps", accepted["steps"].default)
+            self.kwargs["alpha"] = ALPHA_PER_STEP * self.eps / 255.0 / steps
+        self._accepts_n_classes = "n_classes" in accepted
+
+    def perturb(self, victim: Victim, images: Tensor, pids: Tensor, camids: Tensor, *,
+                gallery: FeatureBank | None = None) -> Tensor:
+        if gallery is None:
+            raise AdvbenchError(f"{self.name} needs the source victim's gallery features (prototype classifier)")
+        model = PrototypeClassifier(victim, gallery, self.scale)
+        kwargs = dict(self.kwargs)
+        if self._accepts_n_classes:
+            kwargs["n_classes"] = model.num_classes
+        atk = self.cls(model, **kwargs)
+        atk.set_device(images.device)
+        return atk(images, model.labels(images, pids))
+
+
+class FeaturePGD(Attack):
+    """PGD that pushes the embedding away from its clean value: maximise 1 - cos(f(x'), f(x)).
+
+    Needs neither labels nor a gallery, so it measures the victim's embedding alone. Same budget,
+    schedule (alpha = 2.5 * eps / steps) and random start as ``pgd``.
+    """
+
+    name = "feature-pgd"
+
+    def __init__(self, eps: float = 16.0, steps: int = 10, random_start: bool = True,
+                 alpha: float | None = None) -> None:
+        super().__init__(eps=eps, steps=steps, random_start=random_start, alpha=alpha)
+        if steps < 1:
+            raise AdvbenchError(f"feature-pgd needs steps >= 1, got {steps}")
+        self.steps = int(steps)
+        self.random_start = bool(random_start)
+        self.alpha = (alpha if alpha is not None else ALPHA_PER_STEP * self.eps / self.steps) / 255.0
+
+    def perturb(self, victim: Victim, images: Tensor, pids: Tensor, camids: Tensor, *,
+                gallery: FeatureBank | None = None) -> Tensor:
+        eps = self.eps / 255.0
+        with torch.no_grad():
+            clean = F.normalize(victim.features(images), dim=1)
+        adv = images.clone()
+        if self.random_start:
+            adv = (adv + torch.empty_like(adv).uniform_(-eps, eps)).clamp(0, 1)
+        for _ in range(self.steps):
+            adv.requires_grad_(True)
+            loss = (1 - (F.normalize(victim.features(adv), dim=1) * clean).sum(dim=1)).sum()
+            (grad,) = torch.autograd.grad(loss, adv)
+            with torch.no_grad():
+                adv = adv + self.alpha * grad.sign()
+                adv = (images + (adv - images).clamp(-eps, eps)).clamp(0, 1)
+        return adv.detach()
