@@ -193,13 +193,28 @@ class Attack(abc.ABC):
     def needs_fit(self) -> bool:
         return type(self).fit is not Attack.fit
 
-    def fit(self, victim: Victim, train: ImageSplit, *, cache_dir: Path, key: str,
-            device: torch.device, progress: bool = True) -> None:
+    def fit(
+        self,
+        victim: Victim,
+        train: ImageSplit,
+        *,
+        cache_dir: Path,
+        key: str,
+        device: torch.device,
+        progress: bool = True,
+    ) -> None:
         """Learn whatever the attack learns from a training split (never the test queries)."""
 
     @abc.abstractmethod
-    def perturb(self, victim: Victim, images: Tensor, pids: Tensor, camids: Tensor, *,
-                gallery: FeatureBank | None = None) -> Tensor:
+    def perturb(
+        self,
+        victim: Victim,
+        images: Tensor,
+        pids: Tensor,
+        camids: Tensor,
+        *,
+        gallery: FeatureBank | None = None,
+    ) -> Tensor:
         """Adversarial versions of ``images`` (float [0, 1], on the victim's device)."""
 
 

@@ -22,10 +22,19 @@ from advbench.utils import stable_hash
 FORMAT = "advbench-victim-v1"
 
 
-def victim_key(name: str, params: dict[str, Any], version: str, dataset_fingerprint: str,
-               input_size: tuple[int, int], recipe: TrainRecipe, seed: int) -> str:
+def victim_key(
+    name: str,
+    params: dict[str, Any],
+    version: str,
+    dataset_fingerprint: str,
+    input_size: tuple[int, int],
+    recipe: TrainRecipe,
+    seed: int,
+) -> str:
     """Cache key of a trained victim: everything its weights depend on."""
-    return stable_hash(name, params, version, dataset_fingerprint, list(input_size), dataclasses.asdict(recipe), seed)
+    return stable_hash(
+        name, params, version, dataset_fingerprint, list(input_size), dataclasses.asdict(recipe), seed
+    )
 
 
 def cached_checkpoint(cache_dir: Path, name: str, dataset: str, key: str) -> Path:
@@ -33,22 +42,35 @@ def cached_checkpoint(cache_dir: Path, name: str, dataset: str, key: str) -> Pat
     return cache_dir / "victims" / f"{safe}__{dataset}__{key}.pt"
 
 
-def save_checkpoint(path: Path, victim: Victim, *, name: str, params: dict[str, Any], dataset: str,
-                    dataset_fingerprint: str, recipe: TrainRecipe, seed: int, train_stats: dict[str, float]) -> None:
-    atomic_torch_save({
-        "format": FORMAT,
-        "victim": name,
-        "params": params,
-        "num_classes": victim.num_classes,
-        "input_size": list(victim.input_size),
-        "state_dict": {k: v.detach().cpu() for k, v in victim.state_dict().items()},
-        "dataset": dataset,
-        "dataset_fingerprint": dataset_fingerprint,
-        "recipe": dataclasses.asdict(recipe),
-        "seed": seed,
-        "train": train_stats,
-        "advbench_version": advbench.__version__,
-    }, path)
+def save_checkpoint(
+    path: Path,
+    victim: Victim,
+    *,
+    name: str,
+    params: dict[str, Any],
+    dataset: str,
+    dataset_fingerprint: str,
+    recipe: TrainRecipe,
+    seed: int,
+    train_stats: dict[str, float],
+) -> None:
+    atomic_torch_save(
+        {
+            "format": FORMAT,
+            "victim": name,
+            "params": params,
+            "num_classes": victim.num_classes,
+            "input_size": list(victim.input_size),
+            "state_dict": {k: v.detach().cpu() for k, v in victim.state_dict().items()},
+            "dataset": dataset,
+            "dataset_fingerprint": dataset_fingerprint,
+            "recipe": dataclasses.asdict(recipe),
+            "seed": seed,
+            "train": train_stats,
+            "advbench_version": advbench.__version__,
+        },
+        path,
+    )
 
 
 def read_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -13,8 +13,15 @@ from advbench.utils import progress_bar
 
 
 @torch.no_grad()
-def extract(victim: Victim, split: ImageSplit, *, device: torch.device, batch_size: int = 128,
-            progress: bool = True, desc: str = "features") -> Tensor:
+def extract(
+    victim: Victim,
+    split: ImageSplit,
+    *,
+    device: torch.device,
+    batch_size: int = 128,
+    progress: bool = True,
+    desc: str = "features",
+) -> Tensor:
     """Features of every image of ``split`` (float32, on CPU), in order."""
     victim.eval()
     chunks = []
@@ -24,8 +31,16 @@ def extract(victim: Victim, split: ImageSplit, *, device: torch.device, batch_si
     return torch.cat(chunks)
 
 
-def extract_cached(victim: Victim, split: ImageSplit, *, cache_file: Path | None, device: torch.device,
-                   batch_size: int = 128, progress: bool = True, desc: str = "features") -> Tensor:
+def extract_cached(
+    victim: Victim,
+    split: ImageSplit,
+    *,
+    cache_file: Path | None,
+    device: torch.device,
+    batch_size: int = 128,
+    progress: bool = True,
+    desc: str = "features",
+) -> Tensor:
     """:func:`extract`, read from ``cache_file`` when it exists with the right number of rows."""
     if cache_file is not None and cache_file.exists():
         try:

@@ -93,11 +93,15 @@ class Registry:
             if raw == "all":
                 found = [n for n, e in sorted(self.entries[kind].items()) if not _is_family(e)]
             elif raw == "default":
-                found = [n for n, e in sorted(self.entries[kind].items()) if getattr(e.spec, "default", False)]
+                found = [
+                    n for n, e in sorted(self.entries[kind].items()) if getattr(e.spec, "default", False)
+                ]
             elif any(c in raw for c in "*?["):
                 found = fnmatch.filter(sorted(self.entries[kind]), raw)
                 if not found:
-                    raise AdvbenchError(f"no {kind} matches {raw!r}. Known {kind}s: {', '.join(self.names(kind))}")
+                    raise AdvbenchError(
+                        f"no {kind} matches {raw!r}. Known {kind}s: {', '.join(self.names(kind))}"
+                    )
             else:
                 self.get(kind, raw)
                 found = [raw]
@@ -161,7 +165,9 @@ def build_registry(found: Discovery) -> Registry:
             try:
                 specs = impl.function() or []
             except Exception as exc:
-                registry.load_errors.append((f"{impl.plugin_name}.{hook_name}", f"{type(exc).__name__}: {exc}"))
+                registry.load_errors.append(
+                    (f"{impl.plugin_name}.{hook_name}", f"{type(exc).__name__}: {exc}")
+                )
                 continue
             for spec in specs:
                 if not isinstance(spec, spec_type):

@@ -122,8 +122,13 @@ class RunSummary:
 def provenance(device: torch.device) -> dict[str, Any]:
     """Where a record's numbers came from: versions, device, commit."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {
@@ -131,7 +136,9 @@ def provenance(device: torch.device) -> dict[str, Any]:
         "git_commit": commit,
         "torch_version": torch.__version__,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.machine()})",
         "python": sys.version.split()[0],
     }
 
@@ -171,7 +178,12 @@ class Runner:
         if (dataset, size) not in self._train_splits:
             data = self.dataset(dataset)
             self._train_splits[(dataset, size)] = load_split(
-                data.train, size, cache_dir=self.cache, desc=f"{dataset} train images", progress=self.config.progress)
+                data.train,
+                size,
+                cache_dir=self.cache,
+                desc=f"{dataset} train images",
+                progress=self.config.progress,
+            )
         return self._train_splits[(dataset, size)]
 
     def _victim_setup(self, name: str) -> tuple[Any, dict[str, Any]]:
@@ -188,8 +200,15 @@ class Runner:
         """Where the trained victim for ``dataset`` is (or will be) cached, and its key."""
         entry, setup = self._victim_setup(name)
         data = self.dataset(dataset)
-        key = checkpoints.victim_key(name, setup["params"], entry.spec.version, data.fingerprint,
-                                     self.input_size(dataset), setup["recipe"], self.config.seed)
+        key = checkpoints.victim_key(
+            name,
+            setup["params"],
+            entry.spec.version,
+            data.fingerprint,
+            self.input_size(dataset),
+            setup["recipe"],
+            self.config.seed,
+        )
         return checkpoints.cached_checkpoint(self.cache, name, dataset, key), key
 
     def victim_available(self, name: str, dataset: str) -> bool:
@@ -211,7 +230,9 @@ class Runner:
                 params = {k: v for k, v in setup["params"].items() if k != "variant"}
                 model = entry.spec.load(path, input_size=size, **params)
             else:
-                raise AdvbenchError(f"{path} is not an advbench checkpoint and victim {name!r} has no loader for other formats")
+                raise AdvbenchError(
+                    f"{path} is not an advbench checkpoint and victim {name!r} has no loader for other formats"
+                )
             ready = ReadyVictim(name, model, str(path), file_hash(path), "user")
         else:
             path, key = self.victim_checkpoint(name, dataset)
@@ -219,14 +240,21 @@ class Runner:
                 blob = checkpoints.read_checkpoint(path)
                 if blob is None:
                     raise AdvbenchError(f"cached checkpoint {path} is not an advbench checkpoint; delete it")
-                ready = ReadyVictim(name, checkpoints.build_from_checkpoint(blob, self.registry, path), str(path), key, "cache")
+                ready = ReadyVictim(
+                    name,
+                    checkpoints.build_from_checkpoint(blob, self.registry, path),
+                    str(path),
+                    key,
+                    "cache",
+                )
             else:
                 embedded = self.registry.get("dataset", dataset)[0].spec.embedded
                 if not (embedded or self.config.train_missing):
                     raise AdvbenchError(
                         f"no checkpoint of victim {name!r} for dataset {dataset!r}: train one with "
                         f"`advbench train --victim {name} --dataset {dataset}`, pass --train-missing, "
-                        f"or give --victim-weights {name}=PATH")
+                        f"or give --victim-weights {name}=PATH"
+                    )
                 ready = ReadyVictim(name, self.train(name, dataset, path), str(path), key, "trained")
         ready.model.to(self.device).eval().requires_grad_(False)
         self._victims[(name, dataset)] = ready
@@ -236,16 +264,35 @@ class Runner:
         """Train victim ``name`` on ``dataset``'s train split and save it at ``path``."""
         entry, setup = self._victim_setup(name)
         data = self.dataset(dataset)
-        model = entry.spec.build(num_classes=data.num_train_pids, input_size=self.input_size(dataset), **setup["params"])
+        model = entry.spec.build(
+            num_classes=data.num_train_pids, input_size=self.input_size(dataset), **setup["params"]
+        )
         train = self.train_split(dataset)
-        self.log(f"training {name} on {dataset} ({setup['recipe'].steps} steps, {data.num_train_pids} ids) -> {path}")
-        stats = train_victim(model, train, setup["recipe"], device=self.device, seed=self.config.seed,
-                             progress=self.config.progress, desc=f"train {name}")
+        self.log(
+            f"training {name} on {dataset} ({setup['recipe'].steps} steps, {data.num_train_pids} ids) -> {path}"
+        )
+        stats = train_victim(
+            model,
+            train,
+            setup["recipe"],
+            device=self.device,
+            seed=self.config.seed,
+            progress=self.config.progress,
+            desc=f"train {name}",
+        )
         params = {k: v for k, v in setup["params"].items() if k != "variant"}
         stored_name = name
-        checkpoints.save_checkpoint(path, model, name=stored_name, params=params, dataset=dataset,
-                                    dataset_fingerprint=data.fingerprint, recipe=setup["recipe"],
-                                    seed=self.config.seed, train_stats=stats)
+        checkpoints.save_checkpoint(
+            path,
+            model,
+            name=stored_name,
+            params=params,
+            dataset=dataset,
+            dataset_fingerprint=data.fingerprint,
+            recipe=setup["recipe"],
+            seed=self.config.seed,
+            train_stats=stats,
+        )
         self.log(f"trained {name} in {stats['train_seconds']:.0f} s (final loss {stats['final_loss']:.3f})")
         return model
 
@@ -261,8 +308,10 @@ class Runner:
             if entry.spec.default or self.victim_available(name, dataset):
                 kept.append(name)
             else:
-                self.log(f"note: victim {name} has no weights for {dataset} and is not a default victim; skipped "
-                         f"(add it with `advbench train --victim {name} --dataset {dataset}` or --victim-weights)")
+                self.log(
+                    f"note: victim {name} has no weights for {dataset} and is not a default victim; skipped "
+                    f"(add it with `advbench train --victim {name} --dataset {dataset}` or --victim-weights)"
+                )
         return kept
 
     def plan(self, dataset: str, victims: list[str], weights: dict[str, str]) -> list[Cell]:
@@ -276,11 +325,36 @@ class Runner:
             params = {**entry.spec.defaults, **self.config.attack_params.get(attack, {})}
             for eps in self.config.eps:
                 for source in victims:
-                    key = stable_hash(PROTOCOL_VERSION, dataset, data.fingerprint, attack, variant, entry.spec.version,
-                                      params, eps, source, weights[source], fit_dataset, fit_fp, targets,
-                                      self.config.seed, self.config.quantize, self.config.batch_size, length=24)
-                    cells.append(Cell(dataset, attack, tuple(sorted(params.items())), float(eps), source,
-                                      fit_dataset, key))
+                    key = stable_hash(
+                        PROTOCOL_VERSION,
+                        dataset,
+                        data.fingerprint,
+                        attack,
+                        variant,
+                        entry.spec.version,
+                        params,
+                        eps,
+                        source,
+                        weights[source],
+                        fit_dataset,
+                        fit_fp,
+                        targets,
+                        self.config.seed,
+                        self.config.quantize,
+                        self.config.batch_size,
+                        length=24,
+                    )
+                    cells.append(
+                        Cell(
+                            dataset,
+                            attack,
+                            tuple(sorted(params.items())),
+                            float(eps),
+                            source,
+                            fit_dataset,
+                            key,
+                        )
+                    )
         return cells
 
     # -------------------------------------------------------------------------------- running
@@ -317,7 +391,9 @@ class Runner:
         pending = [c for c in cells if not self.store.is_done(c.key)]
         summary.skipped += len(cells) - len(pending)
         if pending:
-            self.log(f"{dataset}: {len(cells)} cells, {len(cells) - len(pending)} already done, {len(pending)} to run")
+            self.log(
+                f"{dataset}: {len(cells)} cells, {len(cells) - len(pending)} already done, {len(pending)} to run"
+            )
             state = self._prepare(dataset, ready)
             for cell in pending:
                 self._run_cell(cell, state, ready, summary)
@@ -333,27 +409,50 @@ class Runner:
         size = self.input_size(dataset)
         state = DatasetState(dataset, data, size)
         progress = self.config.progress
-        state.query = load_split(data.query, size, cache_dir=self.cache, desc=f"{dataset} query images", progress=progress)
-        state.gallery = load_split(data.gallery, size, cache_dir=self.cache, desc=f"{dataset} gallery images", progress=progress)
+        state.query = load_split(
+            data.query, size, cache_dir=self.cache, desc=f"{dataset} query images", progress=progress
+        )
+        state.gallery = load_split(
+            data.gallery, size, cache_dir=self.cache, desc=f"{dataset} gallery images", progress=progress
+        )
         for name in victims:
             victim = self.victim(name, dataset)
             feats = {}
             for split_name, split in (("query", state.query), ("gallery", state.gallery)):
-                cache_file = self.cache / "features" / f"{stable_hash(victim.weights_id, data.fingerprint, split_name, list(size))}.pt"
-                feats[split_name] = extract_cached(victim.model, split, cache_file=cache_file, device=self.device,
-                                                   batch_size=self.config.batch_size * 2, progress=progress,
-                                                   desc=f"{name} {split_name} features")
+                cache_file = (
+                    self.cache
+                    / "features"
+                    / f"{stable_hash(victim.weights_id, data.fingerprint, split_name, list(size))}.pt"
+                )
+                feats[split_name] = extract_cached(
+                    victim.model,
+                    split,
+                    cache_file=cache_file,
+                    device=self.device,
+                    batch_size=self.config.batch_size * 2,
+                    progress=progress,
+                    desc=f"{name} {split_name} features",
+                )
             state.galleries[name] = FeatureBank(feats["gallery"], state.gallery.pids, state.gallery.camids)
             state.clean_query[name] = feats["query"]
             state.clean_scores[name] = self._score(victim.model, feats["query"], state, name)
-            self.log(f"{dataset} {name}: clean mAP {100 * state.clean_scores[name].mAP:.1f}, "
-                     f"rank-1 {100 * state.clean_scores[name].rank(1):.1f}")
+            self.log(
+                f"{dataset} {name}: clean mAP {100 * state.clean_scores[name].mAP:.1f}, "
+                f"rank-1 {100 * state.clean_scores[name].rank(1):.1f}"
+            )
         return state
 
     def _score(self, victim: Victim, query_feats: Tensor, state: DatasetState, name: str) -> ReidScores:
         bank = state.galleries[name]
-        return evaluate_features(query_feats, bank.features, state.query.pids, bank.pids, state.query.camids,
-                                 bank.camids, distance=victim.distance)
+        return evaluate_features(
+            query_feats,
+            bank.features,
+            state.query.pids,
+            bank.pids,
+            state.query.camids,
+            bank.camids,
+            distance=victim.distance,
+        )
 
     def _run_cell(self, cell: Cell, state: DatasetState, victims: list[str], summary: RunSummary) -> None:
         label = f"{cell.dataset} | {cell.attack} eps={cell.eps:g} | source {cell.source}"
@@ -370,12 +469,21 @@ class Runner:
         self.store.put(cell.key, record)
         summary.done += 1
         white = next(r for r in record["rows"] if r["setting"] == "whitebox")
-        self.log(f"done {label}: white-box mAP {white['clean_mAP']:.1f} -> {white['adv_mAP']:.1f}, "
-                 f"SSIM {record['perceptual']['ssim']:.3f}, {record['sec_per_image']:.4f} s/image")
+        self.log(
+            f"done {label}: white-box mAP {white['clean_mAP']:.1f} -> {white['adv_mAP']:.1f}, "
+            f"SSIM {record['perceptual']['ssim']:.3f}, {record['sec_per_image']:.4f} s/image"
+        )
 
     def _cell_fields(self, cell: Cell) -> dict[str, Any]:
-        return {"dataset": cell.dataset, "attack": cell.attack, "attack_params": dict(cell.params), "eps": cell.eps,
-                "source_victim": cell.source, "fit_dataset": cell.fit_dataset or cell.dataset, "key": cell.key}
+        return {
+            "dataset": cell.dataset,
+            "attack": cell.attack,
+            "attack_params": dict(cell.params),
+            "eps": cell.eps,
+            "source_victim": cell.source,
+            "fit_dataset": cell.fit_dataset or cell.dataset,
+            "key": cell.key,
+        }
 
     def _build_attack(self, cell: Cell) -> Attack:
         entry, variant = self.registry.get("attack", cell.attack)
@@ -392,12 +500,24 @@ class Runner:
         if attack.needs_fit:
             fit_dataset = cell.fit_dataset or cell.dataset
             fit_victim = self.victim(cell.source, fit_dataset)
-            fit_key = stable_hash(fit_victim.weights_id, self.dataset(fit_dataset).fingerprint, cell.attack,
-                                  dict(cell.params), cell.eps, self.config.seed)
+            fit_key = stable_hash(
+                fit_victim.weights_id,
+                self.dataset(fit_dataset).fingerprint,
+                cell.attack,
+                dict(cell.params),
+                cell.eps,
+                self.config.seed,
+            )
             seed_everything(seed)
             start = time.perf_counter()
-            attack.fit(fit_victim.model, self.train_split(fit_dataset), cache_dir=self.cache / "attacks" / cell.attack,
-                       key=fit_key, device=self.device, progress=self.config.progress)
+            attack.fit(
+                fit_victim.model,
+                self.train_split(fit_dataset),
+                cache_dir=self.cache / "attacks" / cell.attack,
+                key=fit_key,
+                device=self.device,
+                progress=self.config.progress,
+            )
             fit_seconds = time.perf_counter() - start
         adv, seconds = self._craft(attack, source, state, seed)
         clean = state.query.images
@@ -407,23 +527,29 @@ class Runner:
         white_drop = None
         for target in sorted(victims, key=lambda v: v != cell.source):
             model = self.victim(target, cell.dataset).model
-            adv_feats = extract(model, adv_split, device=self.device,
-                                batch_size=self.config.batch_size * 2, progress=False)
+            adv_feats = extract(
+                model, adv_split, device=self.device, batch_size=self.config.batch_size * 2, progress=False
+            )
             adv_scores = self._score(model, adv_feats, state, target)
             clean_scores = state.clean_scores[target]
             drop = 100 * (clean_scores.mAP - adv_scores.mAP)
             if target == cell.source:
                 white_drop = drop
-            rows.append({
-                "target_victim": target,
-                "setting": "whitebox" if target == cell.source else "transfer",
-                "clean_mAP": 100 * clean_scores.mAP, "adv_mAP": 100 * adv_scores.mAP, "mAP_drop": drop,
-                "rel_mAP_drop": drop / (100 * clean_scores.mAP) if clean_scores.mAP > 0 else float("nan"),
-                "transfer_rate": drop / white_drop if white_drop else float("nan"),
-                **{f"clean_rank{k}": 100 * clean_scores.rank(k) for k in (1, 5, 10)},
-                **{f"adv_rank{k}": 100 * adv_scores.rank(k) for k in (1, 5, 10)},
-                "clean_mINP": 100 * clean_scores.mINP, "adv_mINP": 100 * adv_scores.mINP,
-            })
+            rows.append(
+                {
+                    "target_victim": target,
+                    "setting": "whitebox" if target == cell.source else "transfer",
+                    "clean_mAP": 100 * clean_scores.mAP,
+                    "adv_mAP": 100 * adv_scores.mAP,
+                    "mAP_drop": drop,
+                    "rel_mAP_drop": drop / (100 * clean_scores.mAP) if clean_scores.mAP > 0 else float("nan"),
+                    "transfer_rate": drop / white_drop if white_drop else float("nan"),
+                    **{f"clean_rank{k}": 100 * clean_scores.rank(k) for k in (1, 5, 10)},
+                    **{f"adv_rank{k}": 100 * adv_scores.rank(k) for k in (1, 5, 10)},
+                    "clean_mINP": 100 * clean_scores.mINP,
+                    "adv_mINP": 100 * adv_scores.mINP,
+                }
+            )
         return {
             "status": "ok",
             "cell": self._cell_fields(cell),
@@ -431,14 +557,19 @@ class Runner:
             "perceptual": dataclasses.asdict(report),
             "sec_per_image": seconds / len(clean),
             "fit_seconds": fit_seconds,
-            "n_query": len(state.query), "n_gallery": len(state.gallery),
+            "n_query": len(state.query),
+            "n_gallery": len(state.gallery),
             "input_size": list(state.input_size),
-            "seed": self.config.seed, "quantized": self.config.quantize,
-            "source_checkpoint": source.checkpoint, "source_weights_id": source.weights_id,
+            "seed": self.config.seed,
+            "quantized": self.config.quantize,
+            "source_checkpoint": source.checkpoint,
+            "source_weights_id": source.weights_id,
             "provenance": self._provenance,
         }
 
-    def _craft(self, attack: Attack, source: ReadyVictim, state: DatasetState, seed: int) -> tuple[Tensor, float]:
+    def _craft(
+        self, attack: Attack, source: ReadyVictim, state: DatasetState, seed: int
+    ) -> tuple[Tensor, float]:
         """Adversarial queries (uint8), checked against the budget, and the seconds spent crafting."""
         seed_everything(seed)
         eps = attack.eps / 255.0
@@ -452,8 +583,13 @@ class Runner:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             t0 = time.perf_counter()
-            adv = attack.perturb(source.model, images, query.pids[sl].to(self.device), query.camids[sl].to(self.device),
-                                 gallery=state.galleries[source.name])
+            adv = attack.perturb(
+                source.model,
+                images,
+                query.pids[sl].to(self.device),
+                query.camids[sl].to(self.device),
+                gallery=state.galleries[source.name],
+            )
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             elapsed += time.perf_counter() - t0
@@ -465,6 +601,8 @@ class Runner:
             slack = 0.5 / 255 if self.config.quantize and attack.eps != int(attack.eps) else 0.0
             excess = float((adv - images).abs().max()) - eps - slack
             if excess > 1e-5:
-                raise AdvbenchError(f"attack {attack.name} exceeded its L∞ budget of {attack.eps:g}/255 by {excess * 255:.2f}/255")
+                raise AdvbenchError(
+                    f"attack {attack.name} exceeded its L∞ budget of {attack.eps:g}/255 by {excess * 255:.2f}/255"
+                )
             out[sl] = (adv.mul(255).round().to(torch.uint8) if self.config.quantize else adv).cpu()
         return out, elapsed

@@ -87,15 +87,23 @@ def train_victim(
         images = augment(train.batch(idx, device), recipe.pad_crop, recipe.flip, generator)
         pids = train.pids[idx].to(device)
         embeddings, logits = victim.train_outputs(images)
-        loss = sum(F.cross_entropy(lg, pids, label_smoothing=recipe.label_smoothing) for lg in _as_tuple(logits))
+        loss = sum(
+            F.cross_entropy(lg, pids, label_smoothing=recipe.label_smoothing) for lg in _as_tuple(logits)
+        )
         loss = loss + sum(batch_hard_triplet(e, pids, recipe.triplet_margin) for e in _as_tuple(embeddings))
         if not torch.isfinite(loss):
-            raise AdvbenchError(f"{desc}: training loss became {loss.item()} (diverged); lower the learning rate")
+            raise AdvbenchError(
+                f"{desc}: training loss became {loss.item()} (diverged); lower the learning rate"
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     victim.eval()
     tail = losses[-20:] or [float("nan")]
-    return {"steps": recipe.steps, "final_loss": sum(tail) / len(tail), "train_seconds": time.perf_counter() - start}
+    return {
+        "steps": recipe.steps,
+        "final_loss": sum(tail) / len(tail),
+        "train_seconds": time.perf_counter() - start,
+    }

@@ -44,14 +44,18 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AdvbenchError("--device cuda was asked for but torch sees no CUDA device; use --device auto or cpu")
+        raise AdvbenchError(
+            "--device cuda was asked for but torch sees no CUDA device; use --device auto or cpu"
+        )
     try:
         return torch.device(name)
     except RuntimeError:
         raise AdvbenchError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
 
 
-def progress_bar(it: Iterable[T], *, total: int | None = None, desc: str = "", enabled: bool = True) -> Iterator[T]:
+def progress_bar(
+    it: Iterable[T], *, total: int | None = None, desc: str = "", enabled: bool = True
+) -> Iterator[T]:
     """tqdm over ``it`` (written to stderr), or ``it`` itself when disabled."""
     if not enabled:
         yield from it

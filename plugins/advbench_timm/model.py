@@ -49,8 +49,14 @@ class TimmReid(Victim):
 
     distance = "cosine"
 
-    def __init__(self, model_name: str, *, num_classes: int, input_size: tuple[int, int],
-                 pretrained: bool | str = "auto") -> None:
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        num_classes: int,
+        input_size: tuple[int, int],
+        pretrained: bool | str = "auto",
+    ) -> None:
         super().__init__()
         if model_name not in timm.list_models():
             raise AdvbenchError(f"timm has no model {model_name!r}; see timm.list_models()")
@@ -59,7 +65,9 @@ class TimmReid(Victim):
         self.num_classes = int(num_classes)
         weights = local_imagenet_weights(model_name) if pretrained in ("auto", True, "true") else None
         if pretrained in (True, "true") and weights is None:
-            raise AdvbenchError(f"no local ImageNet weights for {model_name}; put them at $ADVBENCH_WEIGHTS/{model_name}.safetensors")
+            raise AdvbenchError(
+                f"no local ImageNet weights for {model_name}; put them at $ADVBENCH_WEIGHTS/{model_name}.safetensors"
+            )
         self.init = f"imagenet:{weights.name}" if weights else "scratch"
         kwargs = {"pretrained": weights is not None, "num_classes": 0}
         if weights is not None:

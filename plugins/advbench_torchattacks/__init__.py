@@ -20,8 +20,16 @@ __version__ = "0.1.0"
 # Named attacks: advbench name -> (torchattacks class, description, extra defaults).
 NAMED: dict[str, tuple[str, str, dict[str, Any]]] = {
     "fgsm": ("FGSM", "FGSM (Goodfellow et al. 2015), one signed-gradient step, torchattacks", {}),
-    "pgd": ("PGD", "PGD-10 (Madry et al. 2018), alpha 2.5*eps/steps, random start, torchattacks", {"steps": 10}),
-    "mifgsm": ("MIFGSM", "MI-FGSM (Dong et al. 2018), momentum 1.0, 10 steps, a transfer attack, torchattacks", {"steps": 10}),
+    "pgd": (
+        "PGD",
+        "PGD-10 (Madry et al. 2018), alpha 2.5*eps/steps, random start, torchattacks",
+        {"steps": 10},
+    ),
+    "mifgsm": (
+        "MIFGSM",
+        "MI-FGSM (Dong et al. 2018), momentum 1.0, 10 steps, a transfer attack, torchattacks",
+        {"steps": 10},
+    ),
 }
 
 

@@ -21,7 +21,9 @@ def attack_class(name: str) -> type:
     if name in UNSUPPORTED:
         raise AdvbenchError(f"torchattacks:{name} is not supported: {UNSUPPORTED[name]}")
     if name not in SUPPORTED:
-        raise AdvbenchError(f"torchattacks has no L∞ attack {name!r}; supported: {', '.join(sorted(SUPPORTED))}")
+        raise AdvbenchError(
+            f"torchattacks has no L∞ attack {name!r}; supported: {', '.join(sorted(SUPPORTED))}"
+        )
     return getattr(torchattacks, name)
 
 
@@ -41,7 +43,9 @@ class TorchattacksAttack(Attack):
         accepted = inspect.signature(self.cls.__init__).parameters
         unknown = sorted(set(params) - set(accepted))
         if unknown:
-            raise AdvbenchError(f"torchattacks.{class_name} takes no parameter(s) {', '.join(unknown)}; it takes {', '.join(p for p in accepted if p not in ('self', 'model'))}")
+            raise AdvbenchError(
+                f"torchattacks.{class_name} takes no parameter(s) {', '.join(unknown)}; it takes {', '.join(p for p in accepted if p not in ('self', 'model'))}"
+            )
         self.kwargs = dict(params)
         self.kwargs[SUPPORTED[class_name]] = self.eps / 255.0
         if "alpha" in accepted and "steps" in accepted and "alpha" not in params:
@@ -49,10 +53,19 @@ class TorchattacksAttack(Attack):
             self.kwargs["alpha"] = ALPHA_PER_STEP * self.eps / 255.0 / steps
         self._accepts_n_classes = "n_classes" in accepted
 
-    def perturb(self, victim: Victim, images: Tensor, pids: Tensor, camids: Tensor, *,
-                gallery: FeatureBank | None = None) -> Tensor:
+    def perturb(
+        self,
+        victim: Victim,
+        images: Tensor,
+        pids: Tensor,
+        camids: Tensor,
+        *,
+        gallery: FeatureBank | None = None,
+    ) -> Tensor:
         if gallery is None:
-            raise AdvbenchError(f"{self.name} needs the source victim's gallery features (prototype classifier)")
+            raise AdvbenchError(
+                f"{self.name} needs the source victim's gallery features (prototype classifier)"
+            )
         model = PrototypeClassifier(victim, gallery, self.scale)
         kwargs = dict(self.kwargs)
         if self._accepts_n_classes:
@@ -71,8 +84,9 @@ class FeaturePGD(Attack):
 
     name = "feature-pgd"
 
-    def __init__(self, eps: float = 16.0, steps: int = 10, random_start: bool = True,
-                 alpha: float | None = None) -> None:
+    def __init__(
+        self, eps: float = 16.0, steps: int = 10, random_start: bool = True, alpha: float | None = None
+    ) -> None:
         super().__init__(eps=eps, steps=steps, random_start=random_start, alpha=alpha)
         if steps < 1:
             raise AdvbenchError(f"feature-pgd needs steps >= 1, got {steps}")
@@ -80,8 +94,15 @@ class FeaturePGD(Attack):
         self.random_start = bool(random_start)
         self.alpha = (alpha if alpha is not None else ALPHA_PER_STEP * self.eps / self.steps) / 255.0
 
-    def perturb(self, victim: Victim, images: Tensor, pids: Tensor, camids: Tensor, *,
-                gallery: FeatureBank | None = None) -> Tensor:
+    def perturb(
+        self,
+        victim: Victim,
+        images: Tensor,
+        pids: Tensor,
+        camids: Tensor,
+        *,
+        gallery: FeatureBank | None = None,
+    ) -> Tensor:
         eps = self.eps / 255.0
         with torch.no_grad():
             clean = F.normalize(victim.features(images), dim=1)

@@ -11,9 +11,29 @@ from __future__ import annotations
 SUPPORTED: dict[str, str] = {
     name: "eps"
     for name in (
-        "FGSM", "BIM", "RFGSM", "PGD", "EOTPGD", "FFGSM", "TPGD", "MIFGSM", "UPGD", "APGD", "APGDT",
-        "DIFGSM", "TIFGSM", "Jitter", "NIFGSM", "PGDRS", "SINIFGSM", "VMIFGSM", "VNIFGSM", "SPSA",
-        "FAB", "Square", "AutoAttack",
+        "FGSM",
+        "BIM",
+        "RFGSM",
+        "PGD",
+        "EOTPGD",
+        "FFGSM",
+        "TPGD",
+        "MIFGSM",
+        "UPGD",
+        "APGD",
+        "APGDT",
+        "DIFGSM",
+        "TIFGSM",
+        "Jitter",
+        "NIFGSM",
+        "PGDRS",
+        "SINIFGSM",
+        "VMIFGSM",
+        "VNIFGSM",
+        "SPSA",
+        "FAB",
+        "Square",
+        "AutoAttack",
     )
 } | {"PIFGSM": "max_epsilon", "PIFGSMPP": "max_epsilon"}
 

@@ -24,7 +24,9 @@ class PrototypeClassifier(nn.Module):
         self.scale = scale
         pids, inverse = torch.unique(gallery.pids, return_inverse=True)
         feats = F.normalize(gallery.features.float(), dim=1)
-        sums = torch.zeros(len(pids), feats.shape[1], device=feats.device).index_add_(0, inverse.to(feats.device), feats)
+        sums = torch.zeros(len(pids), feats.shape[1], device=feats.device).index_add_(
+            0, inverse.to(feats.device), feats
+        )
         self.register_buffer("prototypes", F.normalize(sums, dim=1))
         self.register_buffer("prototype_pids", pids)
 

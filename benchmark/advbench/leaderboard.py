@@ -1,0 +1,223 @@
+"""Cell records -> the leaderboard files: results.csv (long), whitebox.csv, transfer matrices, summary.md.
+
+Every file is sorted and rounded the same way each time, so two runs with the same numbers write
+byte-identical files (``sec_per_image`` is a wall-clock measurement and the one column that varies).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from advbench.store import atomic_write_text
+
+# Column order of results.csv; the README documents each one.
+COLUMNS = [
+    "dataset",
+    "fit_dataset",
+    "attack",
+    "attack_params",
+    "eps",
+    "source_victim",
+    "target_victim",
+    "setting",
+    "clean_mAP",
+    "adv_mAP",
+    "mAP_drop",
+    "rel_mAP_drop",
+    "transfer_rate",
+    "clean_rank1",
+    "adv_rank1",
+    "clean_rank5",
+    "adv_rank5",
+    "clean_rank10",
+    "adv_rank10",
+    "clean_mINP",
+    "adv_mINP",
+    "ssim",
+    "ms_ssim",
+    "ms_ssim_setting",
+    "linf",
+    "l2",
+    "l0",
+    "sec_per_image",
+    "n_query",
+    "n_gallery",
+    "input_size",
+    "seed",
+    "quantized",
+    "advbench_version",
+    "device",
+]
+KEYS = ["dataset", "fit_dataset", "attack", "attack_params", "eps", "source_victim", "target_victim"]
+DECIMALS = {
+    "ssim": 4,
+    "ms_ssim": 4,
+    "rel_mAP_drop": 4,
+    "transfer_rate": 4,
+    "linf": 3,
+    "l2": 4,
+    "l0": 4,
+    "sec_per_image": 4,
+}
+
+
+def results_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (cell, target victim) of every finished record, in :data:`COLUMNS` order."""
+    rows = []
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        cell, perceptual, prov = record["cell"], record["perceptual"], record.get("provenance", {})
+        for row in record["rows"]:
+            rows.append(
+                {
+                    **cell,
+                    "attack_params": json.dumps(cell["attack_params"], sort_keys=True, separators=(",", ":")),
+                    **row,
+                    "ssim": perceptual["ssim"],
+                    "ms_ssim": perceptual["ms_ssim"],
+                    "ms_ssim_setting": perceptual.get("ms_ssim_setting", ""),
+                    "linf": perceptual["linf"],
+                    "l2": perceptual["l2"],
+                    "l0": perceptual["l0"],
+                    "sec_per_image": record["sec_per_image"],
+                    "n_query": record["n_query"],
+                    "n_gallery": record["n_gallery"],
+                    "input_size": "x".join(str(s) for s in record["input_size"]),
+                    "seed": record["seed"],
+                    "quantized": record["quantized"],
+                    "advbench_version": prov.get("advbench_version", ""),
+                    "device": prov.get("device", ""),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    if frame.empty:
+        return frame
+    frame = frame.sort_values(KEYS, kind="stable").reset_index(drop=True)
+    for column in frame.select_dtypes("float").columns:
+        frame[column] = frame[column].round(DECIMALS.get(column, 2))
+    return frame
+
+
+def _attack_label(frame: pd.DataFrame) -> pd.Series:
+    """``attack`` plus its parameters when one attack appears with several parameter sets."""
+    n_params = frame.groupby("attack")["attack_params"].transform("nunique")
+    return frame["attack"].where(n_params <= 1, frame["attack"] + " " + frame["attack_params"])
+
+
+def whitebox_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """(dataset, attack, eps) x victim: white-box mAP drop in points."""
+    white = frame[frame["setting"] == "whitebox"].assign(attack=_attack_label)
+    table = white.pivot_table(
+        index=["dataset", "attack", "eps"],
+        columns="source_victim",
+        values="mAP_drop",
+        aggfunc="first",
+        sort=True,
+    )
+    table.columns.name = None
+    return table.reset_index()
+
+
+def transfer_tables(frame: pd.DataFrame) -> dict[tuple[str, str, float], pd.DataFrame]:
+    """One source x target matrix of adversarial mAP per (dataset, attack, eps)."""
+    out = {}
+    labelled = frame.assign(attack=_attack_label)
+    for (dataset, attack, eps), group in labelled.groupby(["dataset", "attack", "eps"], sort=True):
+        table = group.pivot_table(
+            index="source_victim", columns="target_victim", values="adv_mAP", aggfunc="first", sort=True
+        )
+        table.index.name = "source \\ target"
+        table.columns.name = None
+        out[(dataset, attack, eps)] = table
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+
+def _markdown(frame: pd.DataFrame, index: bool = False) -> str:
+    """A GitHub table without the optional ``tabulate`` dependency."""
+    frame = frame.reset_index() if index else frame
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = [
+        "| "
+        + " | ".join("" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v) for v in row)
+        + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *body])
+
+
+def summary_markdown(
+    frame: pd.DataFrame, whitebox: pd.DataFrame, transfers: dict[tuple[str, str, float], pd.DataFrame]
+) -> str:
+    clean = (
+        frame[frame["setting"] == "whitebox"]
+        .groupby(["dataset", "source_victim"], sort=True)[["clean_mAP", "clean_rank1", "clean_mINP"]]
+        .first()
+    )
+    perceptual = (
+        frame[frame["setting"] == "whitebox"]
+        .assign(attack=_attack_label)
+        .groupby(["dataset", "attack", "eps"], sort=True)[["ssim", "ms_ssim", "linf", "l0", "sec_per_image"]]
+        .mean()
+        .round(4)
+    )
+    parts = [
+        "# advbench leaderboard",
+        "",
+        "mAP, rank-k and mINP in percent (Market-1501 protocol); drops in points. Only queries are perturbed.",
+        "",
+        "## Clean victims",
+        "",
+        _markdown(clean, index=True),
+        "",
+        "## White-box mAP drop (attack x victim)",
+        "",
+        _markdown(whitebox),
+        "",
+        "## Imperceptibility and cost (mean over source victims)",
+        "",
+        _markdown(perceptual, index=True),
+        "",
+        "## Transfer: adversarial mAP (rows: crafted on, columns: evaluated on)",
+    ]
+    for (dataset, attack, eps), table in transfers.items():
+        parts += ["", f"### {dataset} / {attack} / eps {eps:g}", "", _markdown(table.round(2), index=True)]
+    return "\n".join(parts) + "\n"
+
+
+def write(records: Iterable[dict[str, Any]], out: Path) -> pd.DataFrame:
+    """Write every leaderboard file under ``out`` and return the long results frame.
+
+    Transfer files left by an earlier run for cells no longer present are removed, so the folder
+    always describes exactly the records given.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = results_frame(records)
+    atomic_write_text(out / "results.csv", frame.to_csv(index=False))
+    if frame.empty:
+        return frame
+    whitebox = whitebox_table(frame)
+    atomic_write_text(out / "whitebox.csv", whitebox.to_csv(index=False))
+    transfers = transfer_tables(frame)
+    written = set()
+    for (dataset, attack, eps), table in transfers.items():
+        name = f"transfer_{_slug(dataset)}_{_slug(attack)}_eps{eps:g}.csv"
+        atomic_write_text(out / name, table.to_csv())
+        written.add(name)
+    for stale in out.glob("transfer_*.csv"):
+        if stale.name not in written:
+            stale.unlink()
+    atomic_write_text(out / "summary.md", summary_markdown(frame, whitebox, transfers))
+    return frame
