@@ -1,0 +1,195 @@
+"""Strict loading of official DG-Net re-ID checkpoints (``id_XXXXXXXX.pt`` + ``config.yaml``).
+
+The official evaluation loads ``id_*.pt['a']`` with ``strict=False`` and so silently keeps random
+weights when the names do not match. Here every mismatch is an :class:`AdvbenchError` naming the
+missing and unexpected keys; only ``*.num_batches_tracked`` counters (absent from checkpoints of
+PyTorch < 0.4.1, unused in eval) may be missing.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from advbench.api import AdvbenchError
+
+CONFIG_NAME = "config.yaml"
+REQUIRED_CONFIG = ("ID_class", "ID_stride", "pool")
+LIST_LIMIT = 8
+"""How many keys an error message names before it says "... and N more"."""
+
+
+def _key_list(keys: list[str]) -> str:
+    shown = ", ".join(keys[:LIST_LIMIT])
+    more = f", ... and {len(keys) - LIST_LIMIT} more" if len(keys) > LIST_LIMIT else ""
+    return f"{len(keys)} [{shown}{more}]"
+
+
+def read_torch_file(path: Path) -> Any:
+    """``torch.load(path, map_location='cpu', weights_only=True)`` with one-line errors."""
+    if not path.is_file():
+        raise AdvbenchError(f"dgnet: checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            raise AdvbenchError(
+                f"dgnet: {path} holds objects other than tensors and cannot be read with "
+                f"weights_only=True ({first}); if you trust the file, re-save it as a plain dict: "
+                "torch.save({'a': torch.load(PATH, weights_only=False)['a']}, PATH)"
+            ) from exc
+        raise AdvbenchError(f"dgnet: {path} is not a torch checkpoint ({first})") from exc
+    except Exception as exc:  # a foreign file can fail anywhere inside the unpickler
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AdvbenchError(f"dgnet: {path} is not a torch checkpoint ({first})") from exc
+
+
+def strict_load(module: nn.Module, state: Mapping[str, Any], *, source: str, what: str) -> None:
+    """Load ``state`` into ``module`` strictly, or raise one line listing every mismatch.
+
+    Missing ``num_batches_tracked`` counters are tolerated (kept at the module's value).
+    """
+    expected = module.state_dict()
+    bad = sorted(k for k, v in state.items() if not isinstance(v, Tensor))
+    if bad:
+        raise AdvbenchError(f"dgnet: {source}: {what} state dict has non-tensor entries {_key_list(bad)}")
+    missing = sorted(k for k in expected if k not in state and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in state if k not in expected)
+    if missing or unexpected:
+        raise AdvbenchError(
+            f"dgnet: {source} does not match the {what} ({len(expected)} keys): "
+            f"missing keys {_key_list(missing)}; unexpected keys {_key_list(unexpected)}"
+        )
+    shapes = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    )
+    if shapes:
+        raise AdvbenchError(
+            f"dgnet: {source}: shapes differ from the {what} (checkpoint vs model): {_key_list(shapes)}"
+        )
+    full = dict(expected)
+    full.update(state)
+    module.load_state_dict(full, strict=True)
+
+
+def find_config(checkpoint: Path, config: str | Path | None = None) -> Path:
+    """``config`` if given, else ``config.yaml`` beside the checkpoint or in its parent folder.
+
+    The official release keeps ``outputs/<name>/config.yaml`` next to ``checkpoints/id_*.pt``.
+    """
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise AdvbenchError(f"dgnet: config file {path} does not exist")
+        return path
+    candidates = [checkpoint.parent / CONFIG_NAME, checkpoint.parent.parent / CONFIG_NAME]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise AdvbenchError(
+        f"dgnet: no {CONFIG_NAME} for {checkpoint} (looked in {candidates[0]} and {candidates[1]}); "
+        "copy the release's config.yaml there or pass config=PATH"
+    )
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The re-ID fields of an official ``config.yaml``: ``ID_class``, ``ID_stride``, ``pool``."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise AdvbenchError(f"dgnet: {path} is not valid YAML ({type(exc).__name__})") from exc
+    if not isinstance(data, dict):
+        raise AdvbenchError(f"dgnet: {path} is not a YAML mapping")
+    absent = [k for k in REQUIRED_CONFIG if k not in data]
+    if absent:
+        raise AdvbenchError(f"dgnet: {path} lacks {', '.join(absent)} (needed to rebuild the re-ID model)")
+    style = data.get("ID_style", "AB")
+    if style != "AB":
+        raise AdvbenchError(
+            f"dgnet: {path} has ID_style {style!r}; only the released 'AB' model is supported"
+        )
+    num_classes, stride, pool = data["ID_class"], data["ID_stride"], data["pool"]
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise AdvbenchError(f"dgnet: {path}: ID_class must be a positive integer, got {num_classes!r}")
+    if stride not in (1, 2) or isinstance(stride, bool):
+        raise AdvbenchError(f"dgnet: {path}: ID_stride must be 1 or 2, got {stride!r}")
+    if pool not in ("max", "avg"):
+        raise AdvbenchError(f"dgnet: {path}: pool must be 'max' or 'avg', got {pool!r}")
+    return {"num_classes": num_classes, "stride": stride, "pool": pool}
+
+
+def load_official(
+    path: str | Path,
+    input_size: tuple[int, int] = (256, 128),
+    *,
+    backbone: str = "resnet50",
+    config: str | Path | None = None,
+    fine_grained_weight: float = 0.5,
+    stride: int | None = None,
+    pool: str | None = None,
+    droprate: float = 0.5,
+    droprate_fine: float = 0.75,
+    pretrained: bool | str = False,
+) -> Any:
+    """An eval-mode DG-Net victim from an official ``id_*.pt`` (``{'a': state_dict}``) + ``config.yaml``.
+
+    Architecture comes from ``config.yaml`` only; ``stride``/``pool`` given here (e.g. the spec's
+    defaults) must agree with it. ``pretrained`` is accepted (it is a build default) and ignored:
+    the checkpoint supplies every weight.
+    """
+    from advbench_dgnet.model import DGNetVictim
+
+    del pretrained
+    path = Path(path)
+    cfg_path = find_config(path, config)
+    cfg = read_config(cfg_path)
+    for name, given in (("stride", stride), ("pool", pool)):
+        if given is not None and given != cfg[name]:
+            raise AdvbenchError(
+                f"dgnet: {name}={given!r} contradicts {cfg_path} ({name} {cfg[name]!r}); "
+                "the architecture of an official checkpoint comes from its config.yaml"
+            )
+    blob = read_torch_file(path)
+    if not isinstance(blob, dict) or "a" not in blob:
+        keys = sorted(map(str, blob)) if isinstance(blob, dict) else []
+        hint = (
+            " (it looks like a bare state dict, e.g. the teacher's net_last.pth, not an id_*.pt)"
+            if any(k.startswith("model.") for k in keys)
+            else ""
+        )
+        found = f"a dict with keys {_key_list(keys)}" if isinstance(blob, dict) else type(blob).__name__
+        raise AdvbenchError(f"dgnet: {path} lacks key 'a' (official id_*.pt format); found {found}{hint}")
+    state = blob["a"]
+    if not isinstance(state, dict):
+        raise AdvbenchError(f"dgnet: {path}['a'] is a {type(state).__name__}, not a state dict")
+    if state and all(str(k).startswith("module.") for k in state):
+        state = {str(k)[len("module.") :]: v for k, v in state.items()}
+    head = state.get("classifier1.classifier.0.weight")
+    if isinstance(head, Tensor) and head.ndim == 2 and head.shape[0] != cfg["num_classes"]:
+        raise AdvbenchError(
+            f"dgnet: {cfg_path} says ID_class {cfg['num_classes']} but {path} has a "
+            f"{head.shape[0]}-way classifier (classifier1.classifier.0.weight {tuple(head.shape)}); "
+            "use the config.yaml of the same run"
+        )
+    victim = DGNetVictim(
+        cfg["num_classes"],
+        input_size,
+        backbone=backbone,  # type: ignore[arg-type]
+        stride=cfg["stride"],
+        pool=cfg["pool"],
+        droprate=droprate,
+        droprate_fine=droprate_fine,
+        fine_grained_weight=fine_grained_weight,
+    )
+    strict_load(victim, state, source=str(path), what=f"DG-Net {backbone} re-ID model")
+    return victim.eval()
