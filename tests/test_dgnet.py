@@ -244,6 +244,12 @@ def test_renamed_keys_fail_with_the_key_list(tmp_path: Path, small: DGNetVictim)
     assert "missing keys 8 [classifier2.add_block.0.bias" in msg  # num_batches_tracked tolerated
     assert "unexpected keys 9 [fine_head.add_block.0.bias" in msg
     assert "... and 1 more" in msg
+    assert "prefixed" not in msg
+    state = {f"backbone.{k}": v for k, v in small.state_dict().items()}
+    path.unlink()
+    torch.save({"a": state}, path)
+    with pytest.raises(AdvbenchError, match=r"missing keys 118 .* keys look prefixed with 'backbone\.'"):
+        load_dgnet_r18(path)
 
 
 def test_partial_checkpoint_fails(tmp_path: Path, small: DGNetVictim) -> None:
@@ -285,8 +291,9 @@ def test_config_problems_fail(tmp_path: Path, small: DGNetVictim) -> None:
     with pytest.raises(AdvbenchError, match=r"ID_class 751 .* 7-way classifier"):
         load_dgnet_r18(path)
     path = _write_official(tmp_path / "b", small.state_dict(), 7)
-    with pytest.raises(AdvbenchError, match="stride=2 contradicts"):
-        load_dgnet_r18(path, stride=2)
+    # The runner passes the spec defaults; config.yaml alone decides the architecture.
+    victim = load_dgnet_r18(path, stride=2, pool="avg")
+    assert (victim.stride, victim.pool) == (1, "max")
     (path.parent.parent / "config.yaml").unlink()
     with pytest.raises(AdvbenchError, match=r"no config\.yaml"):
         load_dgnet_r18(path)

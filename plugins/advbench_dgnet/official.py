@@ -30,6 +30,19 @@ def _key_list(keys: list[str]) -> str:
     return f"{len(keys)} [{shown}{more}]"
 
 
+def _prefix_hint(unexpected: list[str], expected: Mapping[str, Any]) -> str:
+    """ " (keys look prefixed with 'X')" when unexpected keys are expected keys behind a common prefix."""
+    prefixes = set()
+    for key in unexpected:
+        for name in expected:
+            if key.endswith("." + name):
+                prefixes.add(key[: -len(name)])
+                break
+        else:
+            return ""
+    return f" (the checkpoint's keys look prefixed with {prefixes.pop()!r})" if len(prefixes) == 1 else ""
+
+
 def read_torch_file(path: Path) -> Any:
     """``torch.load(path, map_location='cpu', weights_only=True)`` with one-line errors."""
     if not path.is_file():
@@ -65,6 +78,7 @@ def strict_load(module: nn.Module, state: Mapping[str, Any], *, source: str, wha
         raise AdvbenchError(
             f"dgnet: {source} does not match the {what} ({len(expected)} keys): "
             f"missing keys {_key_list(missing)}; unexpected keys {_key_list(unexpected)}"
+            f"{_prefix_hint(unexpected, expected)}"
         )
     shapes = sorted(
         f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
@@ -143,22 +157,16 @@ def load_official(
 ) -> Any:
     """An eval-mode DG-Net victim from an official ``id_*.pt`` (``{'a': state_dict}``) + ``config.yaml``.
 
-    Architecture comes from ``config.yaml`` only; ``stride``/``pool`` given here (e.g. the spec's
-    defaults) must agree with it. ``pretrained`` is accepted (it is a build default) and ignored:
-    the checkpoint supplies every weight.
+    The architecture (``ID_class``, ``ID_stride``, ``pool``) comes from ``config.yaml`` only: the
+    runner passes the spec's defaults as params, so ``stride``/``pool`` here are ignored rather than
+    allowed to contradict the file. ``pretrained`` is ignored too (the checkpoint has every weight).
     """
     from advbench_dgnet.model import DGNetVictim
 
-    del pretrained
+    del stride, pool, pretrained
     path = Path(path)
     cfg_path = find_config(path, config)
     cfg = read_config(cfg_path)
-    for name, given in (("stride", stride), ("pool", pool)):
-        if given is not None and given != cfg[name]:
-            raise AdvbenchError(
-                f"dgnet: {name}={given!r} contradicts {cfg_path} ({name} {cfg[name]!r}); "
-                "the architecture of an official checkpoint comes from its config.yaml"
-            )
     blob = read_torch_file(path)
     if not isinstance(blob, dict) or "a" not in blob:
         keys = sorted(map(str, blob)) if isinstance(blob, dict) else []
