@@ -135,7 +135,7 @@ def data_root(dataset: str, root: Path | str | None, layout: str) -> Path:
         root = os.environ.get(ENV_DATA) or None
     if root is None:
         raise DatasetError(dataset, f"no data root: pass --data-root PATH or set {ENV_DATA}", layout)
-    path = Path(root).expanduser()
+    path = Path(root).expanduser().absolute()
     if not path.exists():
         raise DatasetError(dataset, f"data root {path} does not exist", layout)
     if not path.is_dir():
@@ -205,7 +205,7 @@ def find_folder(
         )
     hint = ""
     if any((root / m).exists() for m in markers):
-        hint = f"; {root} itself looks like a dataset folder: pass its parent as --data-root"
+        hint = f"; {root} itself looks like the dataset folder: name it {candidates[0]}/ and pass its parent"
     raise DatasetError(dataset, f"no {title} folder in data root {root} (looked for {looked}){hint}", layout)
 
 

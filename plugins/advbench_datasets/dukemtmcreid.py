@@ -45,7 +45,7 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
     return common.build_dataset(
         NAME,
         VERSION,
-        p,
+        {},  # no protocol parameter: `verify` does not change the content
         folder,
         common.relabel(splits["train"]),
         splits["query"],
