@@ -21,6 +21,15 @@ from advbench.metrics.perceptual import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The CPU is shared: two threads on a loaded machine made small convolutions 30x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def images(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
     """Smooth random images (so SSIM is not dominated by pixel noise), quantised to 8 bits."""
     g = torch.Generator().manual_seed(seed)

@@ -18,6 +18,15 @@ from advbench.metrics.reid import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The CPU is shared: two threads on a loaded machine made small convolutions 30x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------- independent reference
 def reference_market(dist, q_pids, g_pids, q_cams, g_cams, max_rank):
     """Textbook Market-1501 evaluation, one query at a time (numpy, no vectorisation)."""
@@ -260,3 +269,26 @@ def test_cuhk03_matches_exact_expectation_and_is_reproducible() -> None:
     c = evaluate_cuhk03_classic(dist, qp, gp, qc, gc, max_rank=10, repeats=300, seed=4)
     assert c.cmc != a.cmc
     assert math.isclose(a.mAP, evaluate(dist, qp, gp, qc, gc).mAP)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_evaluate_features_leaves_inputs_untouched(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(0)
+    qf = torch.randn(6, 8, generator=g, dtype=dtype)
+    gf = torch.randn(20, 8, generator=g, dtype=dtype)
+    qf0, gf0 = qf.clone(), gf.clone()
+    pids = torch.arange(20) % 6
+    s = evaluate_features(
+        qf, gf, pids[:6], pids, torch.zeros(6, dtype=torch.long), torch.ones(20, dtype=torch.long)
+    )
+    assert torch.equal(qf, qf0) and torch.equal(gf, gf0)
+    assert s.num_valid_queries == 6
+    ref = reference_market(
+        reference_features(qf.double().numpy(), gf.double().numpy(), "cosine"),
+        pids[:6].numpy(),
+        pids.numpy(),
+        np.zeros(6),
+        np.ones(20),
+        50,
+    )
+    assert_matches_reference(s, ref, 50)

@@ -256,7 +256,8 @@ def evaluate(
     return acc.scores()
 
 
-def _features(x: ArrayLike, name: str, device: Any = None) -> Tensor:
+def _features(x: ArrayLike, name: str, device: Any = None) -> tuple[Tensor, bool]:
+    """Checked float64 features, and whether they are a private copy (safe to modify in place)."""
     t = _tensor(x, name, device=device)
     if t.ndim != 2 or t.shape[0] == 0:
         raise AdvbenchError(f"{name} must be 2-D [N, D] with N > 0, got shape {tuple(t.shape)}")
@@ -265,23 +266,29 @@ def _features(x: ArrayLike, name: str, device: Any = None) -> Tensor:
     bad = int((~torch.isfinite(t)).any(1).sum())
     if bad:
         raise AdvbenchError(f"{name}: {bad} of {t.shape[0]} feature rows contain NaN or Inf")
-    return t.to(torch.float64)
+    out = t.to(torch.float64)
+    return out, out is not t
 
 
-def _prepare_gallery(g: Tensor, distance: Distance) -> tuple[Tensor, Tensor | None]:
-    """Gallery side of the distance: normalised features (cosine) or features + squared norms."""
+def _prepare_gallery(g: Tensor, distance: Distance, owned: bool) -> tuple[Tensor, Tensor | None]:
+    """Gallery side of the distance: normalised features (cosine) or features + squared norms.
+
+    ``owned`` features are normalised in place, so the float64 gallery exists only once.
+    """
     if distance == "cosine":
-        return torch.nn.functional.normalize(g, dim=1), None
+        norm = g.norm(dim=1, keepdim=True).clamp_(min=1e-12)
+        return (g.div_(norm) if owned else g / norm), None
     if distance == "euclidean":
         return g, (g * g).sum(1)
     raise AdvbenchError(f"unknown distance {distance!r}: use 'cosine' or 'euclidean'")
 
 
 def _distances(q: Tensor, g: Tensor, g_sq: Tensor | None, distance: Distance) -> Tensor:
+    """Distances of a (small) block of queries to the prepared gallery, built in one buffer."""
     if distance == "cosine":
-        return 1.0 - torch.nn.functional.normalize(q, dim=1) @ g.T
+        return (torch.nn.functional.normalize(q, dim=1) @ g.T).neg_().add_(1.0)
     assert g_sq is not None
-    d = (q * q).sum(1, keepdim=True) + g_sq[None, :] - 2.0 * (q @ g.T)
+    d = (q @ g.T).mul_(-2.0).add_((q * q).sum(1, keepdim=True)).add_(g_sq[None, :])
     return d.clamp_(min=0.0)
 
 
@@ -293,11 +300,11 @@ def distance_matrix(a: ArrayLike, b: ArrayLike, distance: Distance = "cosine") -
     with the plain distance. Meant for small problems; :func:`evaluate_features` avoids the full
     matrix.
     """
-    qa = _features(a, "a")
-    gb = _features(b, "b", device=qa.device)
+    qa, _ = _features(a, "a")
+    gb, owned = _features(b, "b", device=qa.device)
     if qa.shape[1] != gb.shape[1]:
         raise AdvbenchError(f"feature dimensions differ: {qa.shape[1]} vs {gb.shape[1]}")
-    g, g_sq = _prepare_gallery(gb, distance)
+    g, g_sq = _prepare_gallery(gb, distance, owned)
     return _distances(qa, g, g_sq, distance)
 
 
@@ -319,8 +326,8 @@ def evaluate_features(
     or Inf raise :class:`AdvbenchError` saying how many rows are bad.
     """
     max_rank = _check_max_rank(max_rank)
-    qf = _features(q_feats, "query features")
-    gf = _features(g_feats, "gallery features", device=qf.device)
+    qf, _ = _features(q_feats, "query features")
+    gf, owned = _features(g_feats, "gallery features", device=qf.device)
     if qf.shape[1] != gf.shape[1]:
         raise AdvbenchError(f"feature dimensions differ: query {qf.shape[1]} vs gallery {gf.shape[1]}")
     dev = qf.device
@@ -328,7 +335,7 @@ def evaluate_features(
     qc = _labels(q_camids, "q_camids", qf.shape[0], dev)
     gp = _labels(g_pids, "g_pids", gf.shape[0], dev)
     gc = _labels(g_camids, "g_camids", gf.shape[0], dev)
-    g, g_sq = _prepare_gallery(gf, distance)
+    g, g_sq = _prepare_gallery(gf, distance, owned)
     del gf
     chunk = _check_chunk(chunk_size, g.shape[0])
     acc = _Accumulator(max_rank)
