@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import time
 from collections import Counter, defaultdict
@@ -224,6 +225,19 @@ def test_failure_mid_generation_leaves_nothing(tmp_path: Path, monkeypatch: pyte
     ds = synthetic.load(None, tmp_path, **SMALL)
     assert [p.name for p in parent.iterdir()] == [ds.fingerprint]
     assert ds.counts()["gallery_images"] == 38
+
+
+def test_abandoned_temporary_folders_are_removed(tmp_path: Path) -> None:
+    key = synthetic.fingerprint(SMALL)
+    parent = tmp_path / "synthetic"
+    stale, busy = parent / f".{key}.tmp-1-dead", parent / f".{key}.tmp-2-busy"
+    for folder in (stale / "train", busy / "train"):
+        folder.mkdir(parents=True)
+    old = time.time() - 2 * 3600
+    for folder in (stale, stale / "train", busy):  # busy/train was just written to
+        os.utime(folder, (old, old))
+    synthetic.load(None, tmp_path, **SMALL)
+    assert not stale.exists() and busy.exists()
 
 
 def test_incomplete_folder_is_rebuilt(tmp_path: Path) -> None:

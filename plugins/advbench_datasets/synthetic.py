@@ -8,10 +8,11 @@ but a small CNN learns them (the "v2" preset measured by the feasibility prototy
 
 Seeding: every random quantity comes from ``np.random.default_rng(SeedSequence([seed, *key]))``
 with a key naming what it draws: ``(_CAMERA, c)`` for camera ``c``, ``(_IDENTITY, role, i)`` for
-the ``i``-th identity of a role (train / test / distractor), ``(_LAYOUT, role, i)`` for the query
-cameras of a test identity and ``(_IMAGE, role, i, kind, k)`` for the ``k``-th image of a kind
-(train / query / gallery / distractor). Streams are independent, so changing one count (e.g.
-``gallery_per_id``) adds or removes images without changing any other image.
+the ``i``-th identity of a role (train / test / distractor), ``(_LAYOUT, _TEST, i)`` for the query
+cameras of a test identity, ``(_IMAGE, role, i, kind, k)`` for the camera of the ``k``-th image of
+a kind (train / query / gallery / distractor) and the same key plus ``1`` for its rendering, and
+``(_NOISE,)`` for the shared noise bank. Streams are independent, so changing one count (e.g.
+``gallery_per_id``, or ``train_ids``) adds or removes images without changing any other image.
 
 Files: ``<cache_dir>/synthetic/<fingerprint>/{train,query,gallery}/`` with Market-1501-style names
 ``{pid:04d}_c{cam+1}s1_{idx:06d}_00.png`` and a ``manifest.json`` written last. The folder is built
@@ -649,6 +650,8 @@ def _list_complete(folder: Path) -> tuple[dict[str, Any], dict[str, list[str]]] 
         names = {s: sorted(n for n in os.listdir(folder / s) if n.endswith(".png")) for s in _SPLITS}
     except (OSError, ValueError):
         return None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("counts"), dict):
+        return None
     if manifest.get("version") != GENERATOR_VERSION or any(
         len(names[s]) != manifest["counts"].get(s) for s in _SPLITS
     ):
@@ -657,13 +660,18 @@ def _list_complete(folder: Path) -> tuple[dict[str, Any], dict[str, list[str]]] 
 
 
 def _clean_stale(parent: Path, key: str) -> None:
-    """Remove temporary folders of ``key`` left by a killed process (older than an hour)."""
+    """Remove temporary folders of ``key`` left by a killed process.
+
+    A folder counts as abandoned when neither it nor its split folders (whose mtime changes with
+    every image written) changed for an hour, so a generation in progress is never touched.
+    """
     now = time.time()
     for tmp in parent.glob(f".{key}.tmp-*"):
         try:
-            if now - tmp.stat().st_mtime > _STALE_TMP_S:
+            newest = max(p.stat().st_mtime for p in (tmp, *(tmp / s for s in _SPLITS)) if p.exists())
+            if now - newest > _STALE_TMP_S:
                 shutil.rmtree(tmp, ignore_errors=True)
-        except OSError:
+        except (OSError, ValueError):
             pass
 
 
