@@ -71,15 +71,14 @@ class ReidScores:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _tensor(x: ArrayLike, name: str, *, dtype: torch.dtype | None = None, device: Any = None) -> Tensor:
-    t = torch.as_tensor(x) if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
-    if dtype is not None or device is not None:
-        t = t.to(dtype=dtype or t.dtype, device=device)
-    return t
+def _tensor(x: ArrayLike, device: Any = None) -> Tensor:
+    """A tensor view of ``x`` (no copy for tensors and arrays already on ``device``)."""
+    t = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    return t if device is None else t.to(device=device)
 
 
 def _labels(x: ArrayLike, name: str, n: int, device: torch.device) -> Tensor:
-    t = _tensor(x, name)
+    t = _tensor(x)
     if t.ndim != 1 or t.shape[0] != n:
         raise AdvbenchError(f"{name} must be 1-D with {n} entries, got shape {tuple(t.shape)}")
     if t.is_floating_point() or t.is_complex():
@@ -210,7 +209,7 @@ def _prepare(
     q_camids: ArrayLike,
     g_camids: ArrayLike,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    dist = _tensor(distmat, "distmat")
+    dist = _tensor(distmat)
     if dist.ndim != 2:
         raise AdvbenchError(f"distmat must be 2-D [num_query, num_gallery], got shape {tuple(dist.shape)}")
     num_q, num_g = dist.shape
@@ -258,7 +257,7 @@ def evaluate(
 
 def _features(x: ArrayLike, name: str, device: Any = None) -> tuple[Tensor, bool]:
     """Checked float64 features, and whether they are a private copy (safe to modify in place)."""
-    t = _tensor(x, name, device=device)
+    t = _tensor(x, device=device)
     if t.ndim != 2 or t.shape[0] == 0:
         raise AdvbenchError(f"{name} must be 2-D [N, D] with N > 0, got shape {tuple(t.shape)}")
     if not t.is_floating_point():
@@ -373,6 +372,8 @@ def evaluate_cuhk03_classic(
     if int(repeats) < 1:
         raise AdvbenchError(f"repeats must be >= 1, got {repeats}")
     repeats = int(repeats)
+    if int(seed) < 0:
+        raise AdvbenchError(f"seed must be >= 0, got {seed}")
     dist, qp, gp, qc, gc = _prepare(distmat, q_pids, g_pids, q_camids, g_camids)
     num_g = dist.shape[1]
     dev = dist.device
