@@ -179,7 +179,7 @@ def _broken_tree(tmp_path: Path) -> Path:
         ("zero-bytes", "empty image file {folder}/query/0050_c1s1_000001_01.jpg"),
         ("not-an-image", "not a JPEG or PNG image: {folder}/query/0050_c1s1_000001_01.jpg"),
         ("unknown-param", "unknown parameter 'verfy'; valid parameters: verify"),
-        ("bad-param", "parameter verify='maybe' must be a bool"),
+        ("bad-param", "parameter verify='maybe' must be a boolean (true/false)"),
     ],
 )
 def test_market_bad_inputs_are_one_line_errors(tmp_path: Path, breakage: str, expected: str) -> None:

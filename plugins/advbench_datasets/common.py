@@ -107,7 +107,7 @@ def resolve_params(
 
 
 def _coerce(dataset: str, key: str, value: Any, default: Any) -> Any:
-    kind = type(default).__name__
+    kind = {bool: "a boolean (true/false)", int: "an integer", str: "a string"}.get(type(default), "valid")
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -125,7 +125,7 @@ def _coerce(dataset: str, key: str, value: Any, default: Any) -> Any:
             return value
     else:
         return value
-    raise DatasetError(dataset, f"parameter {key}={value!r} must be a {kind}")
+    raise DatasetError(dataset, f"parameter {key}={value!r} must be {kind}")
 
 
 # -------------------------------------------------------------------------------------- folders
