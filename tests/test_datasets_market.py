@@ -290,3 +290,27 @@ def test_market_loader_rejects_a_duke_folder(tmp_path: Path) -> None:
     tree = make_dukemtmcreid(tmp_path, folder="market1501")
     assert "cannot parse ids from file name" in error(market1501, tmp_path)
     assert tree.folder.is_dir()
+
+
+def test_market_verification_runs_once_per_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from advbench_datasets import common
+
+    folder = _broken_tree(tmp_path)
+    cache = tmp_path / "cache"
+    checked: list[str] = []
+    real = common.check_image
+    monkeypatch.setattr(common, "check_image", lambda ds, f: (checked.append(f.path), real(ds, f)))
+    with pytest.warns(DatasetCountWarning):
+        ds = market1501.load(tmp_path, cache)
+    assert len(checked) == len(ds.train + ds.query + ds.gallery)  # junk files are not checked
+    assert (cache / "verified" / f"market1501-{ds.fingerprint}").is_file()
+    checked.clear()
+    with pytest.warns(DatasetCountWarning):
+        market1501.load(tmp_path, cache)
+    assert checked == []
+    bad = next((folder / "query").iterdir())
+    bad.write_bytes(bad.read_bytes()[:40])  # new size and mtime: a new fingerprint, checked again
+    with pytest.raises(AdvbenchError, match="truncated or corrupt JPEG"):
+        market1501.load(tmp_path, cache)

@@ -106,7 +106,7 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
             raise DatasetError(
                 NAME, f"no cuhk03-np folder in data root {data} (looked for {', '.join(NP_FOLDERS)})", LAYOUT
             )
-        return _load_np(p, np_root)
+        return _load_np(p, np_root, cache_dir)
     return _load_new(p, _require_release(data, release), cache_dir)
 
 
@@ -128,19 +128,14 @@ def _mat_usable(release: Path | None, variant: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- routes
-def _load_np(p: dict[str, Any], np_root: Path) -> ReidDataset:
+def _load_np(p: dict[str, Any], np_root: Path, cache_dir: Path | None) -> ReidDataset:
     variant = p["variant"]
     folder = common.child(np_root, variant)
     if folder is None or not folder.is_dir():
         raise DatasetError(NAME, f"missing variant folder {np_root / variant}", LAYOUT)
-    splits, files, _ = common.load_bbox_splits(
-        NAME, folder, NP_PATTERN, (".png",), LAYOUT, verify=p["verify"]
-    )
-    common.check_counts(
-        NAME, folder, common.split_counts(splits), NEW_RELEASE[variant], f"CUHK03-NP {variant}"
-    )
+    splits, files, _ = common.load_bbox_splits(NAME, folder, NP_PATTERN, (".png",), LAYOUT)
     info = {"variant": variant, "protocol": "new", "source": "cuhk03-np", "folder": str(folder)}
-    return common.build_dataset(
+    dataset = common.build_dataset(
         NAME,
         VERSION,
         {"variant": variant, "protocol": "new", "source": "np"},
@@ -150,7 +145,13 @@ def _load_np(p: dict[str, Any], np_root: Path) -> ReidDataset:
         splits["gallery"],
         files,
         info,
+        verify=p["verify"],
+        cache_dir=cache_dir,
     )
+    common.check_counts(
+        NAME, folder, common.split_counts(splits), NEW_RELEASE[variant], f"CUHK03-NP {variant}"
+    )
+    return dataset
 
 
 def _load_new(p: dict[str, Any], release: Path, cache_dir: Path | None) -> ReidDataset:
@@ -158,7 +159,7 @@ def _load_new(p: dict[str, Any], release: Path, cache_dir: Path | None) -> ReidD
     config_path = common.require_file(NAME, release, CONFIG.format(variant), LAYOUT, CONFIG_SOURCE)
     cfg = _read_config(config_path)
     images = _images_dir(release, variant, common.child(release, MAT), cache_dir, p["extract"])
-    present = {f.path.name: f for f in common.list_images(NAME, images, (".png",), LAYOUT)}
+    present = {f.name: f for f in common.list_images(NAME, images, (".png",), LAYOUT)}
     missing = [n for n in dict.fromkeys(cfg.filelist) if n not in present]
     if missing:
         raise DatasetError(
@@ -177,14 +178,8 @@ def _load_new(p: dict[str, Any], release: Path, cache_dir: Path | None) -> ReidD
         return common.sort_samples(out)
 
     train, query, gallery = samples(cfg.train), samples(cfg.query), samples(cfg.gallery)
-    used = [present[n] for n in sorted({Path(s.path).name for s in (*train, *query, *gallery)})]
-    if p["verify"]:
-        for f in used:
-            common.check_image(NAME, f)
+    used = [present[n] for n in sorted({os.path.basename(s.path) for s in (*train, *query, *gallery)})]
     splits = {"train": train, "query": query, "gallery": gallery}
-    common.check_counts(
-        NAME, release, common.split_counts(splits), NEW_RELEASE[variant], f"CUHK03 {variant} (767/700)"
-    )
     info = {
         "variant": variant,
         "protocol": "new",
@@ -192,7 +187,7 @@ def _load_new(p: dict[str, Any], release: Path, cache_dir: Path | None) -> ReidD
         "folder": str(release),
         "images": str(images),
     }
-    return common.build_dataset(
+    dataset = common.build_dataset(
         NAME,
         VERSION,
         {"variant": variant, "protocol": "new", "source": "mat"},
@@ -202,7 +197,13 @@ def _load_new(p: dict[str, Any], release: Path, cache_dir: Path | None) -> ReidD
         gallery,
         [*used, common.stat_file(config_path)],
         info,
+        verify=p["verify"],
+        cache_dir=cache_dir,
     )
+    common.check_counts(
+        NAME, release, common.split_counts(splits), NEW_RELEASE[variant], f"CUHK03 {variant} (767/700)"
+    )
+    return dataset
 
 
 def _load_classic(p: dict[str, Any], release: Path, cache_dir: Path | None) -> ReidDataset:
@@ -215,10 +216,8 @@ def _load_classic(p: dict[str, Any], release: Path, cache_dir: Path | None) -> R
     files = common.list_images(NAME, images, (".png",), LAYOUT)
     train, test = [], []
     for f in files:
-        pair, person, view = _parse_extracted(f.path.name, images)
-        if p["verify"]:
-            common.check_image(NAME, f)
-        sample = Sample(str(f.path), _release_pid(pair, person, f.path), view - 1)
+        pair, person, view = _parse_extracted(f.name, images)
+        sample = Sample(f.path, _release_pid(pair, person, f.path), view - 1)
         (test if (pair, person) in test_ids else train).append(sample)
     train, test = common.sort_samples(train), common.sort_samples(test)
     got = common.split_counts({"train": train, "query = gallery": test, "all": train + test})
@@ -227,7 +226,6 @@ def _load_classic(p: dict[str, Any], release: Path, cache_dir: Path | None) -> R
         "query = gallery": Expected(100, None),
         "all": Expected(sum(PAIR_SIZES), TOTAL_IMAGES[variant]),
     }
-    common.check_counts(NAME, images, got, expected, f"CUHK03 {variant} (classic split {split_id})")
     info = {
         "variant": variant,
         "protocol": "classic",
@@ -237,7 +235,7 @@ def _load_classic(p: dict[str, Any], release: Path, cache_dir: Path | None) -> R
         "images": str(images),
         "query_is_gallery": True,
     }
-    return common.build_dataset(
+    dataset = common.build_dataset(
         NAME,
         VERSION,
         {"variant": variant, "protocol": "classic", "split_id": split_id},
@@ -247,7 +245,11 @@ def _load_classic(p: dict[str, Any], release: Path, cache_dir: Path | None) -> R
         list(test),
         [*files, common.stat_file(mat_path)],
         info,
+        verify=p["verify"],
+        cache_dir=cache_dir,
     )
+    common.check_counts(NAME, images, got, expected, f"CUHK03 {variant} (classic split {split_id})")
+    return dataset
 
 
 def _parse_extracted(name: str, where: Path) -> tuple[int, int, int]:
@@ -262,7 +264,7 @@ def _parse_extracted(name: str, where: Path) -> tuple[int, int, int]:
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
-def _release_pid(pair: int, person: int, path: Path) -> int:
+def _release_pid(pair: int, person: int, path: str) -> int:
     """Position of (pair, person) in release order, 1..1467."""
     if not (1 <= pair <= len(PAIR_SIZES) and 1 <= person <= PAIR_SIZES[pair - 1]):
         raise DatasetError(NAME, f"camera pair {pair} / person {person} outside the CUHK03 release in {path}")

@@ -39,10 +39,9 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
     folder = common.find_folder(
         NAME, data, FOLDERS, list(common.BBOX_SPLITS.values()), LAYOUT, "DukeMTMC-reID"
     )
-    splits, files, _ = common.load_bbox_splits(NAME, folder, PATTERN, (".jpg",), LAYOUT, verify=p["verify"])
-    common.check_counts(NAME, folder, common.split_counts(splits), RELEASE, "the DukeMTMC-reID release")
+    splits, files, _ = common.load_bbox_splits(NAME, folder, PATTERN, (".jpg",), LAYOUT)
     info = {"variant": "", "protocol": "dukemtmcreid", "folder": str(folder)}
-    return common.build_dataset(
+    dataset = common.build_dataset(
         NAME,
         VERSION,
         {},  # no protocol parameter: `verify` does not change the content
@@ -52,7 +51,11 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
         splits["gallery"],
         files,
         info,
+        verify=p["verify"],
+        cache_dir=cache_dir,
     )
+    common.check_counts(NAME, folder, common.split_counts(splits), RELEASE, "the DukeMTMC-reID release")
+    return dataset
 
 
 SPEC = DatasetSpec(

@@ -41,9 +41,8 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
     data = common.data_root(NAME, root, LAYOUT)
     folder = common.find_folder(NAME, data, FOLDERS, list(common.BBOX_SPLITS.values()), LAYOUT, "Market-1501")
     splits, files, dropped = common.load_bbox_splits(
-        NAME, folder, PATTERN, (".jpg",), LAYOUT, verify=p["verify"], drop_pids=(JUNK_PID,)
+        NAME, folder, PATTERN, (".jpg",), LAYOUT, drop_pids=(JUNK_PID,)
     )
-    common.check_counts(NAME, folder, common.split_counts(splits), RELEASE, "the Market-1501 release")
     distractors = sum(s.pid == DISTRACTOR_PID for s in splits["gallery"])
     info = {
         "variant": "",
@@ -52,7 +51,7 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
         "junk_dropped": sum(dropped.values()),
         "distractors": distractors,
     }
-    return common.build_dataset(
+    dataset = common.build_dataset(
         NAME,
         VERSION,
         {},  # no protocol parameter: `verify` does not change the content
@@ -62,7 +61,11 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
         splits["gallery"],
         files,
         info,
+        verify=p["verify"],
+        cache_dir=cache_dir,
     )
+    common.check_counts(NAME, folder, common.split_counts(splits), RELEASE, "the Market-1501 release")
+    return dataset
 
 
 SPEC = DatasetSpec(

@@ -71,16 +71,15 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
         common.require_file(NAME, folder, LISTS["val"], LAYOUT, " (needed by include_val=True)")
 
     files: list[File] = []
-    train = _read_list(lists["train"], train_dir, files, p["verify"])
-    val = _read_list(val_list, train_dir, files, p["verify"]) if val_list is not None else []
-    query = _read_list(lists["query"], test_dir, files, p["verify"])
-    gallery = _read_list(lists["gallery"], test_dir, files, p["verify"])
+    train = _read_list(lists["train"], train_dir, files)
+    val = _read_list(val_list, train_dir, files) if val_list is not None else []
+    query = _read_list(lists["query"], test_dir, files)
+    gallery = _read_list(lists["gallery"], test_dir, files)
 
     got = common.split_counts({"train+val": train + val, "train": train, "query": query, "gallery": gallery})
     expected = RELEASE
     if val_list is None:  # without list_val only the train ids can be checked
         expected = {"train": Expected(1_041, None), "query": RELEASE["query"], "gallery": RELEASE["gallery"]}
-    common.check_counts(NAME, folder, got, expected, f"MSMT17_{version}")
     used = train + val if p["include_val"] else train
     info = {
         "variant": version,
@@ -88,7 +87,7 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
         "folder": str(folder),
         "val_images": len(val),
     }
-    return common.build_dataset(
+    dataset = common.build_dataset(
         NAME,
         VERSION,
         {"version": version, "include_val": p["include_val"]},
@@ -98,17 +97,22 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
         common.sort_samples(gallery),
         files,
         info,
+        verify=p["verify"],
+        cache_dir=cache_dir,
     )
+    common.check_counts(NAME, folder, got, expected, f"MSMT17_{version}")
+    return dataset
 
 
-def _read_list(list_path: Path, base: Path, files: list[File], verify: bool) -> list[Sample]:
+def _read_list(list_path: Path, base: Path, files: list[File]) -> list[Sample]:
     """Samples of one list file, each file stat'ed into ``files``; every bad line is an error."""
     try:
         text = list_path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise DatasetError(NAME, f"cannot read {list_path}: {exc.strerror}") from None
     samples: list[Sample] = []
-    missing: list[Path] = []
+    missing: list[str] = []
+    base_text = str(base).rstrip("/")
     total = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -133,17 +137,14 @@ def _read_list(list_path: Path, base: Path, files: list[File], verify: bool) -> 
                 f"(expected names like {EXAMPLE})",
                 LAYOUT,
             )
-        path = base / rel
+        path = f"{base_text}/{rel}"
         try:
             st = os.stat(path)
         except OSError:
             missing.append(path)
             continue
-        file = File(path, st.st_size, st.st_mtime_ns)
-        if verify:
-            common.check_image(NAME, file)
-        files.append(file)
-        samples.append(Sample(str(path), pid, cam - 1))
+        files.append(File(path, st.st_size, st.st_mtime_ns))
+        samples.append(Sample(path, pid, cam - 1))
     if missing:
         raise DatasetError(
             NAME,
