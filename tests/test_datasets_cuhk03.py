@@ -323,8 +323,9 @@ def test_np_errors(tmp_path: Path) -> None:
 
 def test_nothing_there_and_bad_params(tmp_path: Path) -> None:
     first = error(tmp_path)
-    assert first.startswith(
-        f"cuhk03: no CUHK03 folder in data root {tmp_path} (looked for cuhk03/ and cuhk03-np"
+    assert first == (
+        f"cuhk03: no CUHK03 folder in data root {tmp_path} "
+        "(looked for cuhk03/, cuhk03-np/, cuhk03_np/, cuhk03/cuhk03-np/)"
     )
     assert (
         error(tmp_path, variant="both") == "cuhk03: parameter variant='both' is not one of detected, labeled"

@@ -52,6 +52,7 @@ PAIR_SIZES = (843, 440, 77, 58, 49)
 PAIR_OFFSETS = tuple(sum(PAIR_SIZES[:i]) for i in range(len(PAIR_SIZES)))
 RELEASE_FOLDERS = ("cuhk03",)
 NP_FOLDERS = ("cuhk03-np", "cuhk03_np", "cuhk03/cuhk03-np")
+FOLDERS = (*RELEASE_FOLDERS, *NP_FOLDERS)
 MAT = "cuhk03_release/cuhk-03.mat"
 CONFIG = "cuhk03_new_protocol_config_{}.mat"
 CONFIG_SOURCE = " (the 767/700 split: zhunzhong07/person-re-ranking, evaluation/data/CUHK03/)"
@@ -71,10 +72,10 @@ NEW_RELEASE = {
 }
 TOTAL_IMAGES = {"labeled": 14_096, "detected": 14_097}
 LAYOUT = """\
-<data-root>/cuhk03/cuhk03_release/cuhk-03.mat   (MATLAB v7.3 release; images_detected/ and
-<data-root>/cuhk03/cuhk03_new_protocol_config_{detected,labeled}.mat       images_labeled/ are extracted once)
-or <data-root>/cuhk03-np/{detected,labeled}/{bounding_box_train,query,bounding_box_test}/
-     0001_c1_1.png ...   (new protocol only)"""
+<data-root>/cuhk03/cuhk03_release/cuhk-03.mat                        (MATLAB v7.3 release)
+<data-root>/cuhk03/cuhk03_new_protocol_config_{detected,labeled}.mat   (767/700 split)
+  images_{detected,labeled}/ are extracted next to them on first use
+or <data-root>/cuhk03-np/{detected,labeled}/{bounding_box_train,query,bounding_box_test}/0001_c1_1.png"""
 
 
 def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) -> ReidDataset:
@@ -104,7 +105,9 @@ def load(root: Path | str | None, cache_dir: Path | None = None, **params: Any) 
     ):
         if np_root is None:
             raise DatasetError(
-                NAME, f"no cuhk03-np folder in data root {data} (looked for {', '.join(NP_FOLDERS)})", LAYOUT
+                NAME,
+                f"no cuhk03-np folder in data root {data} (looked for {', '.join(f + '/' for f in NP_FOLDERS)})",
+                LAYOUT,
             )
         return _load_np(p, np_root, cache_dir)
     return _load_new(p, _require_release(data, release), cache_dir)
@@ -114,7 +117,7 @@ def _require_release(data: Path, release: Path | None) -> Path:
     if release is None:
         raise DatasetError(
             NAME,
-            f"no CUHK03 folder in data root {data} (looked for cuhk03/ and {', '.join(NP_FOLDERS)})",
+            f"no CUHK03 folder in data root {data} (looked for {', '.join(f + '/' for f in FOLDERS)})",
             LAYOUT,
         )
     return release
