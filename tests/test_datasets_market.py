@@ -252,7 +252,10 @@ def test_market_all_junk_gallery_is_an_error(tmp_path: Path) -> None:
     for f in (folder / "bounding_box_test").iterdir():
         if not f.name.startswith("-1_"):
             f.unlink()
-    assert "every image in" in error(market1501, tmp_path)
+    assert (
+        error(market1501, tmp_path)
+        == f"market1501: every image in {folder}/bounding_box_test is junk (person id -1)"
+    )
 
 
 # -------------------------------------------------------------------------------------- Duke

@@ -441,7 +441,9 @@ def load_bbox_splits(
             samples.append(Sample(f.path, pid, camid))
         dropped[split] = len(files) - len(samples)
         if not samples:
-            raise DatasetError(dataset, f"every image in {path} is junk (pid {drop_pids})", layout)
+            raise DatasetError(
+                dataset, f"every image in {path} is junk (person id {', '.join(map(str, drop_pids))})", layout
+            )
         splits[split] = sort_samples(samples)
         all_files.extend(files)
     return splits, all_files, dropped
