@@ -176,10 +176,14 @@ def test_interrupted_extraction_leaves_nothing(release, monkeypatch: pytest.Monk
 
 def test_stale_partial_folder_of_a_dead_process_is_removed(release) -> None:
     stale = release.folder / ".images_detected.partial-999999999-dead"
-    stale.mkdir()
-    (stale / "1_001_1_01.png").write_bytes(b"half")
+    fresh = release.folder / ".images_labeled.partial-999999999-busy"  # maybe another host's, running
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "1_001_1_01.png").write_bytes(b"half")
+    os.utime(stale, (1e9, 1e9))
     load(release.root)
-    assert leftovers(release.folder) == ["images_detected"]
+    load(release.root, variant="labeled")
+    assert leftovers(release.folder) == [fresh.name, "images_detected", "images_labeled"]
 
 
 def test_not_an_hdf5_file(release) -> None:

@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -427,15 +428,23 @@ def _extract(mat_path: Path, variant: str, dest: Path) -> Path:
     return dest
 
 
+STALE_SECONDS = 600
+
+
 def _remove_stale_partials(dest: Path) -> None:
-    """Delete ``.<name>.partial-<pid>-*`` folders whose process no longer runs."""
+    """Delete ``.<name>.partial-<pid>-*`` folders of dead processes (killed before their cleanup).
+
+    Dead = no such process here *and* untouched for ``STALE_SECONDS`` (an extraction running on
+    another host sharing the folder keeps adding files, so its folder stays fresh).
+    """
     for path in dest.parent.glob(f".{dest.name}.partial-*"):
         try:
-            pid = int(path.name.rsplit(".partial-", 1)[1].split("-")[0])
-            os.kill(pid, 0)
+            if time.time() - path.stat().st_mtime < STALE_SECONDS:
+                continue
+            os.kill(int(path.name.rsplit(".partial-", 1)[1].split("-")[0]), 0)
         except ProcessLookupError:
             shutil.rmtree(path, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
+        except (ValueError, IndexError, OSError):
             continue
 
 
