@@ -3,8 +3,9 @@
 Why: the benchmark must run end to end with no download. Identities are defined by clothing
 (colours from small *shared* palettes, so identities collide on colour, plus patterns, sleeves,
 shorts, hair, bags) and body shape; cameras by background, lighting, viewpoint, blur and noise;
-every image adds pose jitter and, sometimes, an occluder. Raw pixels do not separate identities,
-but a small CNN learns them (the "v2" preset measured by the feasibility prototype).
+every image adds pose jitter and, sometimes, an occluder. The ranges follow the "v2" preset of
+the feasibility prototype. Raw-pixel matching is near chance (about 2 mAP on the default split),
+while resnet10t trained for 400 steps reached 83 mAP.
 
 Seeding: every random quantity comes from ``np.random.default_rng(SeedSequence([seed, *key]))``
 with a key naming what it draws: ``(_CAMERA, c)`` for camera ``c``, ``(_IDENTITY, role, i)`` for
