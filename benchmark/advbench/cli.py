@@ -258,27 +258,24 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from advbench.plugins import get_registry
 
     registry = get_registry()
-    rows = []
     for kind in ("dataset", "victim", "attack"):
         if args.kind and args.kind != kind:
             continue
-        for name in registry.names(kind):
+        names = registry.names(kind)
+        width = max((len(n) + 10 for n in names), default=10)
+        print(f"{kind}s:")
+        for name in names:
             entry = registry.entries[kind][name]
             spec = entry.spec
             shown = f"{name}:<variant>" if getattr(spec, "variant", False) else name
-            flag = "*" if getattr(spec, "default", False) else ""
-            defaults = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
+            flag = "*" if getattr(spec, "default", False) else " "
+            print(f"  {flag} {shown.ljust(width)} {entry.package} {entry.package_version}  {spec.description}")
+            defaults = [f"{k}={v}" for k, v in spec.defaults.items()]
             if kind == "victim":
-                defaults = ", ".join(x for x in (defaults, f"steps={spec.recipe.steps}") if x)
-            rows.append((kind, shown + flag, entry.package, defaults, spec.description))
-    widths = [max(len(r[i]) for r in [("KIND", "NAME", "PACKAGE", "DEFAULTS", ""), *rows]) for i in range(4)]
-    print(
-        "  ".join(h.ljust(w) for h, w in zip(("KIND", "NAME", "PACKAGE", "DEFAULTS"), widths))
-        + "  DESCRIPTION"
-    )
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
-    print("\n* = in the default selection; name:<variant> = a family (e.g. timm:resnet50)")
+                defaults.append(f"train_steps={spec.recipe.steps}")
+            if defaults:
+                print(f"    {''.ljust(width)} defaults: {', '.join(defaults)}")
+    print("\n* = in the default selection; name:<variant> = a family (timm:resnet50, torchattacks:APGD)")
     for plugin, error in registry.load_errors:
         print(f"failed to load plugin {plugin}: {error}")
     return 1 if registry.load_errors else 0
@@ -294,28 +291,24 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     print(f"data root: {root or '(none: pass --data-root or set ADVBENCH_DATA)'}")
     for name in registry.names("dataset"):
         spec = registry.entries["dataset"][name].spec
-        if root is None and not spec.embedded:
-            print(
-                f"\n{name}: not looked for (no data root)\n  expected layout:\n    "
-                + spec.layout.strip().replace("\n", "\n    ")
-            )
+        if spec.embedded:
+            print(f"\n{name}: embedded, generated into {cache} on first use ({spec.description})")
             continue
+        if root is None:
+            print(f"\n{name}: not looked for (no data root); expected layout:\n    " + spec.layout.strip().replace("\n", "\n    "))
+            continue
+        params = {**spec.defaults, **({"extract": False} if "extract" in spec.defaults else {})}  # look, never write
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                data = spec.load(root, cache, **spec.defaults)
+                data = spec.load(root, cache, **params)
             except AdvbenchError as exc:
-                print(f"\n{name}: NOT FOUND: {exc}")
+                print(f"\n{name}: NOT READY: {exc}")
                 continue
         counts = data.counts()
         print(f"\n{name}: found at {data.root}")
-        print(
-            "  "
-            + ", ".join(
-                f"{split}: {counts[f'{split}_ids']} ids / {counts[f'{split}_images']} images"
-                for split in ("train", "query", "gallery")
-            )
-        )
+        print("  " + ", ".join(f"{split}: {counts[f'{split}_ids']} ids / {counts[f'{split}_images']} images"
+                               for split in ("train", "query", "gallery")))
         for w in caught:
             print(f"  warning: {w.message}")
     return 0

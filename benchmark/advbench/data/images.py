@@ -44,7 +44,7 @@ def decode(path: str, size: tuple[int, int]) -> np.ndarray:
             img = img.convert("RGB")
             if img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
+            return np.array(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise AdvbenchError(f"cannot decode image {path}: {exc}") from None
 

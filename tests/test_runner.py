@@ -1,0 +1,137 @@
+"""The whole grid on a tiny embedded dataset: rows, resumption, determinism, failures, bad input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import TINY_SYNTHETIC, TINY_VICTIMS
+
+from advbench import hookimpl, leaderboard
+from advbench.api import Attack, AttackSpec
+from advbench.cli import main
+from advbench.plugins import build_registry, discover
+from advbench.runner import RunConfig, Runner
+
+pytestmark = pytest.mark.slow
+
+
+def _frame(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "results.csv")
+
+
+def test_grid_rows_rerun_and_determinism(tiny_run_args: list[str], tmp_path: Path, capsys) -> None:
+    args = [*tiny_run_args, "--attacks", "fgsm,pgd", "--eps", "4,16"]
+    assert main(args) == 0
+    out = Path(args[args.index("--out") + 1])
+    frame = _frame(out)
+    # 2 attacks x 2 eps x 2 sources x 2 targets
+    assert len(frame) == 16 and set(frame["setting"]) == {"whitebox", "transfer"}
+    assert list(frame.columns) == leaderboard.COLUMNS
+    white = frame[frame.setting == "whitebox"]
+    assert (white.source_victim == white.target_victim).all()
+    assert ((frame.ssim > 0) & (frame.ssim < 1)).all() and (frame.linf <= frame.eps + 1e-6).all()
+    assert (frame.mAP_drop.round(2) == (frame.clean_mAP - frame.adv_mAP).round(2)).all()
+    assert {p.name for p in out.glob("transfer_*.csv")} == {
+        f"transfer_synthetic_{a}_eps{e}.csv" for a in ("fgsm", "pgd") for e in (4, 16)}
+
+    # second run: nothing recomputed, the store untouched, the files identical
+    store = sorted((out / ".store").glob("*.json"))
+    stamps = [p.stat().st_mtime_ns for p in store]
+    before = {p.name: p.read_bytes() for p in out.glob("*.csv")}
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 cells computed, 8 already done" in capsys.readouterr().out
+    assert [p.stat().st_mtime_ns for p in store] == stamps
+    assert {p.name: p.read_bytes() for p in out.glob("*.csv")} == before
+
+    # from scratch into another folder (victims come from the cache): same numbers but the timing column
+    args2 = [*args]
+    args2[args2.index("--out") + 1] = str(tmp_path / "again")
+    assert main(args2) == 0
+    again = _frame(tmp_path / "again")
+    pd.testing.assert_frame_equal(frame.drop(columns="sec_per_image"), again.drop(columns="sec_per_image"))
+    assert (out / "whitebox.csv").read_bytes() == (tmp_path / "again" / "whitebox.csv").read_bytes()
+
+
+def test_unknown_attack_is_one_line_listing_known(tiny_run_args: list[str], capsys) -> None:
+    assert main([*tiny_run_args, "--attacks", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown attack 'nope'" in err and "pgd" in err and "fgsm" in err
+
+
+class _Raises(Attack):
+    name = "raises"
+
+    def perturb(self, victim, images, pids, camids, *, gallery=None):
+        raise RuntimeError("this plugin is broken")
+
+
+class _OverBudget(Attack):
+    name = "over-budget"
+
+    def perturb(self, victim, images, pids, camids, *, gallery=None):
+        return (images + 3 * self.eps / 255).clamp(0, 1)
+
+
+class _Plugin:
+    @hookimpl
+    def advbench_attacks(self):
+        return [AttackSpec(name="raises", description="raises", build=_Raises),
+                AttackSpec(name="over-budget", description="too big", build=_OverBudget)]
+
+
+def test_a_failing_plugin_fails_only_its_cell(session_cache: Path, tmp_path: Path) -> None:
+    registry = build_registry(discover([("test-plugin", _Plugin())]))
+    config = RunConfig(datasets="synthetic", victims=TINY_VICTIMS, attacks="raises,over-budget,fgsm", eps=(8.0,),
+                       out=tmp_path, cache_dir=session_cache, data_root=None, device="cpu", train_steps=6,
+                       dataset_params={"synthetic": TINY_SYNTHETIC}, progress=False)
+    summary = Runner(config, registry).run()
+    assert summary.done == 2 and len(summary.failed) == 4
+    messages = {label.split(" | ")[1]: message for label, message in summary.failed}
+    assert "RuntimeError: this plugin is broken" in messages["raises eps=8"]
+    assert "exceeded its L∞ budget" in messages["over-budget eps=8"]
+    assert {r["cell"]["attack"] for r in summary.records} == {"fgsm"}
+    # failed cells are recorded but not done: the next run tries them again
+    failed = [r for r in Runner(config, registry).store.records() if r["status"] == "failed"]
+    assert len(failed) == 4
+
+
+def test_train_command_and_cli_device_errors(tiny_run_args: list[str], capsys) -> None:
+    common = tiny_run_args[tiny_run_args.index("--train-steps"):]
+    common = [a for a in common if not a.startswith("--out") and a != tiny_run_args[tiny_run_args.index("--out") + 1]]
+    assert main(["train", "--victim", "mobilenetv3_small_100", "--dataset", "synthetic", *common]) == 0
+    assert "checkpoint" in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        assert main([*tiny_run_args, "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_for_real_dataset_says_what_to_do(tmp_path: Path, session_cache: Path) -> None:
+    from reid_trees import make_market1501
+
+    tree = make_market1501(tmp_path / "data")
+    config = RunConfig(datasets="market1501", victims="mobilenetv3_small_100", attacks="fgsm", out=tmp_path / "lb",
+                       cache_dir=session_cache, data_root=tree.root, device="cpu", progress=False)
+    summary = Runner(config, build_registry(discover())).run()
+    assert summary.done == 0
+    assert "advbench train --victim mobilenetv3_small_100 --dataset market1501" in summary.failed[0][1]
+
+
+def test_market1501_tree_runs_end_to_end(tmp_path: Path, session_cache: Path) -> None:
+    """A generated Market-1501-shaped folder through `advbench run --datasets market1501`."""
+    from reid_trees import make_market1501
+
+    tree = make_market1501(tmp_path / "data")
+    out = tmp_path / "lb"
+    code = main(["run", "--datasets", "market1501", "--data-root", str(tree.root), "--victims",
+                 "mobilenetv3_small_100", "--attacks", "fgsm", "--train-missing", "--train-steps", "4",
+                 "--input-size", "32x16", "--cache", str(session_cache), "--out", str(out), "--device", "cpu",
+                 "--no-progress"])
+    assert code == 0
+    frame = _frame(out)
+    assert len(frame) == 1 and frame.n_query[0] == 10 and frame.n_gallery[0] == 19
+    assert os.path.exists(out / "summary.md")

@@ -1,0 +1,122 @@
+"""torchattacks through the prototype classifier, and the feature-space PGD."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from advbench.api import AdvbenchError, FeatureBank, Victim
+from advbench.plugins import get_registry
+from advbench_torchattacks.catalog import SUPPORTED, UNSUPPORTED
+from advbench_torchattacks.wrapper import PrototypeClassifier
+
+
+class SmallNet(Victim):
+    """A real (small) convolutional embedding network; cheap enough to run 25 attacks on."""
+
+    input_size = (16, 8)
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((4, 2)),
+                                 nn.Flatten(), nn.Linear(64, 16))
+        self.feature_dim = 16
+
+    def features(self, images: Tensor) -> Tensor:
+        return F.normalize(self.net(images), dim=1)
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[Victim, Tensor, Tensor, FeatureBank]:
+    victim = SmallNet().eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(6, 3, 16, 8, generator=g)
+    pids = torch.tensor([1, 1, 2, 2, 3, 3])
+    # 12 gallery identities (APGDT targets the 9 runner-up classes, so it needs at least 10)
+    gallery_images = torch.cat([(images + 0.05 * torch.randn(6, 3, 16, 8, generator=g)).clamp(0, 1),
+                                torch.rand(10, 3, 16, 8, generator=g)])
+    gallery_pids = torch.tensor([1, 1, 2, 2, 3, 3, *range(4, 14)])
+    with torch.no_grad():
+        bank = FeatureBank(victim.features(gallery_images), gallery_pids, torch.zeros(16, dtype=torch.long))
+    return victim, images, pids, bank
+
+
+def test_prototype_classifier_labels_and_logits(setup) -> None:
+    victim, images, pids, bank = setup
+    model = PrototypeClassifier(victim, bank)
+    assert model.num_classes == 13 and model(images).shape == (6, 13)
+    assert model.labels(images, pids).tolist() == [0, 0, 1, 1, 2, 2]
+    unknown = model.labels(images, torch.tensor([1, 1, 2, 2, 3, 99]))  # no prototype: the clean prediction
+    assert unknown[5] == model(images[5:]).argmax()
+
+
+@pytest.mark.parametrize("name", sorted(SUPPORTED))
+def test_every_supported_torchattack_runs_within_budget(name: str, setup) -> None:
+    """The claim of the catalog: each supported class works through the wrapper on re-ID crops."""
+    victim, images, pids, bank = setup
+    entry, variant = get_registry().get("attack", f"torchattacks:{name}")
+    small = {"steps": 2} if "steps" in _params(name) else {}
+    if name == "Square":
+        small = {"n_queries": 20}
+    if name == "SPSA":
+        small = {"nb_sample": 8}
+    attack = entry.spec.build(eps=8, variant=variant, **small)
+    torch.manual_seed(0)
+    adv = attack.perturb(victim, images, pids, torch.zeros(6, dtype=torch.long), gallery=bank)
+    assert adv.shape == images.shape and torch.isfinite(adv).all()
+    assert (adv - images).abs().max() <= 8 / 255 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+
+
+def _params(name: str) -> set[str]:
+    import inspect
+
+    import torchattacks
+
+    return set(inspect.signature(getattr(torchattacks, name).__init__).parameters)
+
+
+def test_unsupported_and_unknown_torchattacks_are_clear_errors() -> None:
+    entry, _ = get_registry().get("attack", "torchattacks:CW")
+    with pytest.raises(AdvbenchError, match="not supported: L2 attack"):
+        entry.spec.build(eps=8, variant="CW")
+    with pytest.raises(AdvbenchError, match="no L∞ attack 'Nope'"):
+        entry.spec.build(eps=8, variant="Nope")
+    with pytest.raises(AdvbenchError, match="takes no parameter"):
+        get_registry().get("attack", "pgd")[0].spec.build(eps=8, stepz=3)
+    assert set(SUPPORTED).isdisjoint(UNSUPPORTED)
+
+
+def test_pgd_alpha_follows_the_budget() -> None:
+    attack = get_registry().get("attack", "pgd")[0].spec.build(eps=8, steps=10)
+    assert attack.kwargs["eps"] == pytest.approx(8 / 255) and attack.kwargs["alpha"] == pytest.approx(2 / 255)
+
+
+def test_pgd_moves_queries_off_their_identity_more_than_noise(setup) -> None:
+    victim, images, pids, bank = setup
+    model = PrototypeClassifier(victim, bank)
+    torch.manual_seed(0)
+    adv = get_registry().get("attack", "pgd")[0].spec.build(eps=16, steps=10).perturb(
+        victim, images, pids, pids, gallery=bank)
+    noise = (images + 16 / 255 * torch.randint(0, 2, images.shape).mul(2).sub(1)).clamp(0, 1)
+    labels = model.labels(images, pids)
+
+    def margin(x: Tensor) -> float:
+        logits = model(x)
+        return float((logits.gather(1, labels[:, None]).squeeze(1) - logits.max(dim=1).values).mean())
+
+    assert margin(adv) < margin(images) and margin(adv) < margin(noise) - 0.1
+
+
+def test_feature_pgd_lowers_cosine_to_clean(setup) -> None:
+    victim, images, pids, _ = setup
+    torch.manual_seed(0)
+    adv = get_registry().get("attack", "feature-pgd")[0].spec.build(eps=16).perturb(victim, images, pids, pids)
+    assert (adv - images).abs().max() <= 16 / 255 + 1e-6
+    noise = (images + 16 / 255 * torch.randint(0, 2, images.shape).mul(2).sub(1)).clamp(0, 1)
+    clean = victim.features(images)
+    cos_adv = (victim.features(adv) * clean).sum(dim=1)
+    cos_noise = (victim.features(noise) * clean).sum(dim=1)
+    assert (1 - cos_adv.mean()) > 3 * (1 - cos_noise.mean())
