@@ -34,7 +34,7 @@ def test_grid_rows_rerun_and_determinism(tiny_run_args: list[str], tmp_path: Pat
     white = frame[frame.setting == "whitebox"]
     assert (white.source_victim == white.target_victim).all()
     assert ((frame.ssim > 0) & (frame.ssim < 1)).all() and (frame.linf <= frame.eps + 1e-6).all()
-    assert (frame.mAP_drop.round(2) == (frame.clean_mAP - frame.adv_mAP).round(2)).all()
+    assert ((frame.mAP_drop - (frame.clean_mAP - frame.adv_mAP)).abs() <= 0.011).all()  # each rounded to 0.01
     assert {p.name for p in out.glob("transfer_*.csv")} == {
         f"transfer_synthetic_{a}_eps{e}.csv" for a in ("fgsm", "pgd") for e in (4, 16)}
 
