@@ -11,8 +11,17 @@ import torch
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # Small enough for 2 CPU cores: 32x16 crops, a few identities, victims trained for a few steps.
-TINY_SYNTHETIC = {"height": 32, "width": 16, "train_ids": 16, "train_images_per_id": 6, "test_ids": 8,
-                  "queries_per_id": 2, "gallery_per_id": 4, "distractor_ids": 4, "distractor_images": 2}
+TINY_SYNTHETIC = {
+    "height": 32,
+    "width": 16,
+    "train_ids": 16,
+    "train_images_per_id": 6,
+    "test_ids": 8,
+    "queries_per_id": 2,
+    "gallery_per_id": 4,
+    "distractor_ids": 4,
+    "distractor_images": 2,
+}
 TINY_VICTIMS = "mobilenetv3_small_100,timm:mobilenetv3_small_050"
 
 
@@ -28,6 +37,20 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_run_args(session_cache: Path, tmp_path: Path) -> list[str]:
     """CLI arguments of a tiny but complete ``advbench run`` writing to a fresh folder."""
     params = [f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()]
-    return ["run", "--datasets", "synthetic", "--victims", TINY_VICTIMS, "--train-steps", "6",
-            "--cache", str(session_cache), "--out", str(tmp_path / "lb"), "--device", "cpu", "--no-progress",
-            *params]
+    return [
+        "run",
+        "--datasets",
+        "synthetic",
+        "--victims",
+        TINY_VICTIMS,
+        "--train-steps",
+        "6",
+        "--cache",
+        str(session_cache),
+        "--out",
+        str(tmp_path / "lb"),
+        "--device",
+        "cpu",
+        "--no-progress",
+        *params,
+    ]

@@ -109,7 +109,9 @@ def test_specs_registered_and_cheap() -> None:
     specs = {s.name: s for s in advbench_victims()}
     assert set(specs) == {"dgnet", "dgnet-r18"}
     assert specs["dgnet"].load is load_dgnet and specs["dgnet-r18"].load is load_dgnet_r18
-    assert not specs["dgnet-r18"].default and not specs["dgnet"].default  # both too slow for the CPU default grid
+    assert (
+        not specs["dgnet-r18"].default and not specs["dgnet"].default
+    )  # both too slow for the CPU default grid
     assert dict(specs["dgnet"].defaults) == DEFAULTS
     assert DEFAULTS["stride"] == 1 and DEFAULTS["pool"] == "max"  # configs/latest.yaml
     v = specs["dgnet-r18"].build(num_classes=5, input_size=SMALL, **specs["dgnet-r18"].defaults)

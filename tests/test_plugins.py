@@ -13,7 +13,9 @@ from advbench.plugins import build_registry, discover, get_registry
 def test_builtins_and_third_party_are_found_the_same_way() -> None:
     found = discover()
     assert {"datasets", "timm", "dgnet", "torchattacks", "misranking"} <= set(found.packages)
-    assert found.packages["example"][0] == "advbench-example"  # examples/plugin-package, installed by the README
+    assert (
+        found.packages["example"][0] == "advbench-example"
+    )  # examples/plugin-package, installed by the README
     registry = build_registry(found)
     assert registry.load_errors == []
     assert registry.entries["attack"]["random-sign"].package == "advbench-example"
@@ -78,6 +80,11 @@ def test_disable_plugins_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_plugins_command_lists_every_plugin(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    for kind, name in (("datasets", "synthetic"), ("victims", "resnet10t"), ("attacks", "pgd"), ("attacks", "misranking")):
+    for kind, name in (
+        ("datasets", "synthetic"),
+        ("victims", "resnet10t"),
+        ("attacks", "pgd"),
+        ("attacks", "misranking"),
+    ):
         assert f"{kind}:" in out and name in out
     assert "advbench-example" in out and "defaults: steps=10" in out

@@ -36,7 +36,8 @@ def test_grid_rows_rerun_and_determinism(tiny_run_args: list[str], tmp_path: Pat
     assert ((frame.ssim > 0) & (frame.ssim < 1)).all() and (frame.linf <= frame.eps + 1e-6).all()
     assert ((frame.mAP_drop - (frame.clean_mAP - frame.adv_mAP)).abs() <= 0.011).all()  # each rounded to 0.01
     assert {p.name for p in out.glob("transfer_*.csv")} == {
-        f"transfer_synthetic_{a}_eps{e}.csv" for a in ("fgsm", "pgd") for e in (4, 16)}
+        f"transfer_synthetic_{a}_eps{e}.csv" for a in ("fgsm", "pgd") for e in (4, 16)
+    }
 
     # second run: nothing recomputed, the store untouched, the files identical
     store = sorted((out / ".store").glob("*.json"))
@@ -80,15 +81,27 @@ class _OverBudget(Attack):
 class _Plugin:
     @hookimpl
     def advbench_attacks(self):
-        return [AttackSpec(name="raises", description="raises", build=_Raises),
-                AttackSpec(name="over-budget", description="too big", build=_OverBudget)]
+        return [
+            AttackSpec(name="raises", description="raises", build=_Raises),
+            AttackSpec(name="over-budget", description="too big", build=_OverBudget),
+        ]
 
 
 def test_a_failing_plugin_fails_only_its_cell(session_cache: Path, tmp_path: Path) -> None:
     registry = build_registry(discover([("test-plugin", _Plugin())]))
-    config = RunConfig(datasets="synthetic", victims=TINY_VICTIMS, attacks="raises,over-budget,fgsm", eps=(8.0,),
-                       out=tmp_path, cache_dir=session_cache, data_root=None, device="cpu", train_steps=6,
-                       dataset_params={"synthetic": TINY_SYNTHETIC}, progress=False)
+    config = RunConfig(
+        datasets="synthetic",
+        victims=TINY_VICTIMS,
+        attacks="raises,over-budget,fgsm",
+        eps=(8.0,),
+        out=tmp_path,
+        cache_dir=session_cache,
+        data_root=None,
+        device="cpu",
+        train_steps=6,
+        dataset_params={"synthetic": TINY_SYNTHETIC},
+        progress=False,
+    )
     summary = Runner(config, registry).run()
     assert summary.done == 2 and len(summary.failed) == 4
     messages = {label.split(" | ")[1]: message for label, message in summary.failed}
@@ -101,8 +114,12 @@ def test_a_failing_plugin_fails_only_its_cell(session_cache: Path, tmp_path: Pat
 
 
 def test_train_command_and_cli_device_errors(tiny_run_args: list[str], capsys) -> None:
-    common = tiny_run_args[tiny_run_args.index("--train-steps"):]
-    common = [a for a in common if not a.startswith("--out") and a != tiny_run_args[tiny_run_args.index("--out") + 1]]
+    common = tiny_run_args[tiny_run_args.index("--train-steps") :]
+    common = [
+        a
+        for a in common
+        if not a.startswith("--out") and a != tiny_run_args[tiny_run_args.index("--out") + 1]
+    ]
     assert main(["train", "--victim", "mobilenetv3_small_100", "--dataset", "synthetic", *common]) == 0
     assert "checkpoint" in capsys.readouterr().out
     if not torch.cuda.is_available():
@@ -114,8 +131,16 @@ def test_missing_checkpoint_for_real_dataset_says_what_to_do(tmp_path: Path, ses
     from reid_trees import make_market1501
 
     tree = make_market1501(tmp_path / "data")
-    config = RunConfig(datasets="market1501", victims="mobilenetv3_small_100", attacks="fgsm", out=tmp_path / "lb",
-                       cache_dir=session_cache, data_root=tree.root, device="cpu", progress=False)
+    config = RunConfig(
+        datasets="market1501",
+        victims="mobilenetv3_small_100",
+        attacks="fgsm",
+        out=tmp_path / "lb",
+        cache_dir=session_cache,
+        data_root=tree.root,
+        device="cpu",
+        progress=False,
+    )
     summary = Runner(config, build_registry(discover())).run()
     assert summary.done == 0
     assert "advbench train --victim mobilenetv3_small_100 --dataset market1501" in summary.failed[0][1]
@@ -127,10 +152,31 @@ def test_market1501_tree_runs_end_to_end(tmp_path: Path, session_cache: Path) ->
 
     tree = make_market1501(tmp_path / "data")
     out = tmp_path / "lb"
-    code = main(["run", "--datasets", "market1501", "--data-root", str(tree.root), "--victims",
-                 "mobilenetv3_small_100", "--attacks", "fgsm", "--train-missing", "--train-steps", "4",
-                 "--input-size", "32x16", "--cache", str(session_cache), "--out", str(out), "--device", "cpu",
-                 "--no-progress"])
+    code = main(
+        [
+            "run",
+            "--datasets",
+            "market1501",
+            "--data-root",
+            str(tree.root),
+            "--victims",
+            "mobilenetv3_small_100",
+            "--attacks",
+            "fgsm",
+            "--train-missing",
+            "--train-steps",
+            "4",
+            "--input-size",
+            "32x16",
+            "--cache",
+            str(session_cache),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     frame = _frame(out)
     assert len(frame) == 1 and frame.n_query[0] == 10 and frame.n_gallery[0] == 19

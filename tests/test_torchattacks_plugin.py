@@ -21,8 +21,13 @@ class SmallNet(Victim):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((4, 2)),
-                                 nn.Flatten(), nn.Linear(64, 16))
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d((4, 2)),
+            nn.Flatten(),
+            nn.Linear(64, 16),
+        )
         self.feature_dim = 16
 
     def features(self, images: Tensor) -> Tensor:
@@ -36,8 +41,12 @@ def setup() -> tuple[Victim, Tensor, Tensor, FeatureBank]:
     images = torch.rand(6, 3, 16, 8, generator=g)
     pids = torch.tensor([1, 1, 2, 2, 3, 3])
     # 12 gallery identities (APGDT targets the 9 runner-up classes, so it needs at least 10)
-    gallery_images = torch.cat([(images + 0.05 * torch.randn(6, 3, 16, 8, generator=g)).clamp(0, 1),
-                                torch.rand(10, 3, 16, 8, generator=g)])
+    gallery_images = torch.cat(
+        [
+            (images + 0.05 * torch.randn(6, 3, 16, 8, generator=g)).clamp(0, 1),
+            torch.rand(10, 3, 16, 8, generator=g),
+        ]
+    )
     gallery_pids = torch.tensor([1, 1, 2, 2, 3, 3, *range(4, 14)])
     with torch.no_grad():
         bank = FeatureBank(victim.features(gallery_images), gallery_pids, torch.zeros(16, dtype=torch.long))
@@ -98,8 +107,12 @@ def test_pgd_moves_queries_off_their_identity_more_than_noise(setup) -> None:
     victim, images, pids, bank = setup
     model = PrototypeClassifier(victim, bank)
     torch.manual_seed(0)
-    adv = get_registry().get("attack", "pgd")[0].spec.build(eps=16, steps=10).perturb(
-        victim, images, pids, pids, gallery=bank)
+    adv = (
+        get_registry()
+        .get("attack", "pgd")[0]
+        .spec.build(eps=16, steps=10)
+        .perturb(victim, images, pids, pids, gallery=bank)
+    )
     noise = (images + 16 / 255 * torch.randint(0, 2, images.shape).mul(2).sub(1)).clamp(0, 1)
     labels = model.labels(images, pids)
 
@@ -113,7 +126,9 @@ def test_pgd_moves_queries_off_their_identity_more_than_noise(setup) -> None:
 def test_feature_pgd_lowers_cosine_to_clean(setup) -> None:
     victim, images, pids, _ = setup
     torch.manual_seed(0)
-    adv = get_registry().get("attack", "feature-pgd")[0].spec.build(eps=16).perturb(victim, images, pids, pids)
+    adv = (
+        get_registry().get("attack", "feature-pgd")[0].spec.build(eps=16).perturb(victim, images, pids, pids)
+    )
     assert (adv - images).abs().max() <= 16 / 255 + 1e-6
     noise = (images + 16 / 255 * torch.randint(0, 2, images.shape).mul(2).sub(1)).clamp(0, 1)
     clean = victim.features(images)

@@ -46,8 +46,14 @@ def test_training_separates_identities() -> None:
     split = ImageSplit((images * 255).round().to(torch.uint8), pids, torch.zeros(32, dtype=torch.long))
     entry, _ = get_registry().get("victim", "resnet10t")
     victim = entry.spec.build(num_classes=4, input_size=(32, 16), pretrained=False)
-    stats = train_victim(victim, split, TrainRecipe(steps=25, batch_p=4, batch_k=4, warmup_steps=5),
-                         device=torch.device("cpu"), seed=0, progress=False)
+    stats = train_victim(
+        victim,
+        split,
+        TrainRecipe(steps=25, batch_p=4, batch_k=4, warmup_steps=5),
+        device=torch.device("cpu"),
+        seed=0,
+        progress=False,
+    )
     assert stats["steps"] == 25 and torch.isfinite(torch.tensor(stats["final_loss"]))
     with torch.no_grad():
         f = victim.eval().features(split.batch(slice(None)))

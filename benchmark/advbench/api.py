@@ -193,7 +193,7 @@ class Attack(abc.ABC):
     def needs_fit(self) -> bool:
         return type(self).fit is not Attack.fit
 
-    def fit(
+    def fit(  # noqa: B027 - an optional step, not an abstract one
         self,
         victim: Victim,
         train: ImageSplit,

@@ -269,7 +269,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             spec = entry.spec
             shown = f"{name}:<variant>" if getattr(spec, "variant", False) else name
             flag = "*" if getattr(spec, "default", False) else " "
-            print(f"  {flag} {shown.ljust(width)} {entry.package} {entry.package_version}  {spec.description}")
+            print(
+                f"  {flag} {shown.ljust(width)} {entry.package} {entry.package_version}  {spec.description}"
+            )
             defaults = [f"{k}={v}" for k, v in spec.defaults.items()]
             if kind == "victim":
                 defaults.append(f"train_steps={spec.recipe.steps}")
@@ -295,9 +297,15 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             print(f"\n{name}: embedded, generated into {cache} on first use ({spec.description})")
             continue
         if root is None:
-            print(f"\n{name}: not looked for (no data root); expected layout:\n    " + spec.layout.strip().replace("\n", "\n    "))
+            print(
+                f"\n{name}: not looked for (no data root); expected layout:\n    "
+                + spec.layout.strip().replace("\n", "\n    ")
+            )
             continue
-        params = {**spec.defaults, **({"extract": False} if "extract" in spec.defaults else {})}  # look, never write
+        params = {
+            **spec.defaults,
+            **({"extract": False} if "extract" in spec.defaults else {}),
+        }  # look, never write
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -307,8 +315,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                 continue
         counts = data.counts()
         print(f"\n{name}: found at {data.root}")
-        print("  " + ", ".join(f"{split}: {counts[f'{split}_ids']} ids / {counts[f'{split}_images']} images"
-                               for split in ("train", "query", "gallery")))
+        print(
+            "  "
+            + ", ".join(
+                f"{split}: {counts[f'{split}_ids']} ids / {counts[f'{split}_images']} images"
+                for split in ("train", "query", "gallery")
+            )
+        )
         for w in caught:
             print(f"  warning: {w.message}")
     return 0

@@ -16,8 +16,15 @@ class RandomSign(Attack):
 
     name = "random-sign"
 
-    def perturb(self, victim: Victim, images: Tensor, pids: Tensor, camids: Tensor, *,
-                gallery: FeatureBank | None = None) -> Tensor:
+    def perturb(
+        self,
+        victim: Victim,
+        images: Tensor,
+        pids: Tensor,
+        camids: Tensor,
+        *,
+        gallery: FeatureBank | None = None,
+    ) -> Tensor:
         signs = torch.randint(0, 2, images.shape, device=images.device).mul(2).sub(1)
         return (images + self.eps / 255.0 * signs).clamp(0, 1)
 
