@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from conftest import TINY_SYNTHETIC, TINY_VICTIMS
 
 from advbench import hookimpl, leaderboard
-from advbench.api import Attack, AttackSpec
+from advbench.api import AdvbenchError, Attack, AttackSpec
 from advbench.cli import main
 from advbench.plugins import build_registry, discover
 from advbench.runner import RunConfig, Runner
@@ -181,3 +182,38 @@ def test_market1501_tree_runs_end_to_end(tmp_path: Path, session_cache: Path) ->
     frame = _frame(out)
     assert len(frame) == 1 and frame.n_query[0] == 10 and frame.n_gallery[0] == 19
     assert os.path.exists(out / "summary.md")
+
+
+def test_cuhk03_classic_protocol_is_an_option(session_cache: Path, tmp_path: Path) -> None:
+    config = RunConfig(
+        datasets="synthetic",
+        victims=TINY_VICTIMS,
+        attacks="fgsm",
+        eps=(8.0,),
+        out=tmp_path,
+        cache_dir=session_cache,
+        data_root=None,
+        device="cpu",
+        train_steps=6,
+        dataset_params={"synthetic": TINY_SYNTHETIC},
+        progress=False,
+        protocol="cuhk03-classic",
+    )
+    summary = Runner(config, build_registry(discover())).run()
+    frame = leaderboard.write(summary.records, tmp_path)
+    assert summary.done == 2 and set(frame.protocol) == {"cuhk03-classic"}
+    market = Runner(
+        dataclasses.replace(config, protocol="market", out=tmp_path / "m"), build_registry(discover())
+    )
+    assert {
+        c.key for c in market.plan("synthetic", ["mobilenetv3_small_100"], {"mobilenetv3_small_100": "w"})
+    }.isdisjoint(
+        {
+            c.key
+            for c in Runner(config, build_registry(discover())).plan(
+                "synthetic", ["mobilenetv3_small_100"], {"mobilenetv3_small_100": "w"}
+            )
+        }
+    )
+    with pytest.raises(AdvbenchError, match="unknown evaluation protocol"):
+        Runner(dataclasses.replace(config, protocol="nope"), build_registry(discover()))

@@ -137,6 +137,12 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--batch-size", type=int, default=64)
     run.add_argument(
+        "--protocol",
+        default="market",
+        choices=["market", "cuhk03-classic"],
+        help="Market-1501 protocol for every dataset (default) or CUHK03's single-gallery-shot CMC",
+    )
+    run.add_argument(
         "--no-quantize", action="store_true", help="keep adversarial images as floats instead of 8-bit"
     )
 
@@ -204,6 +210,7 @@ def _config_from(args: argparse.Namespace):
         input_size=_size(pick("input_size", args.input_size, None)),
         batch_size=int(pick("batch_size", getattr(args, "batch_size", 64), 64)),
         quantize=not (getattr(args, "no_quantize", False) or options.get("no_quantize", False)),
+        protocol=pick("protocol", getattr(args, "protocol", "market"), "market"),
         progress=not args.no_progress and sys.stderr.isatty(),
     )
 

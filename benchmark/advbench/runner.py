@@ -30,13 +30,14 @@ from advbench.api import AdvbenchError, Attack, FeatureBank, ImageSplit, ReidDat
 from advbench.data.images import load_split
 from advbench.features import extract, extract_cached
 from advbench.metrics.perceptual import perceptual_report
-from advbench.metrics.reid import ReidScores, evaluate_features
+from advbench.metrics.reid import ReidScores, distance_matrix, evaluate_cuhk03_classic, evaluate_features
 from advbench.plugins import Registry
 from advbench.store import ResultStore
 from advbench.training import train_victim
 from advbench.utils import file_hash, resolve_device, seed_everything, stable_hash
 
 PROTOCOL_VERSION = "1"
+PROTOCOLS = ("market", "cuhk03-classic")
 
 
 def default_cache_dir() -> Path:
@@ -71,6 +72,7 @@ class RunConfig:
     input_size: tuple[int, int] | None = None
     batch_size: int = 64
     quantize: bool = True
+    protocol: str = "market"
     progress: bool = True
 
 
@@ -150,6 +152,10 @@ class Runner:
         self.config = config
         self.registry = registry
         self.device = resolve_device(config.device)
+        if config.protocol not in PROTOCOLS:
+            raise AdvbenchError(
+                f"unknown evaluation protocol {config.protocol!r}; choose {', '.join(PROTOCOLS)}"
+            )
         self.store = ResultStore(Path(config.out) / ".store")
         self.cache = Path(config.cache_dir)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -342,6 +348,9 @@ class Runner:
                         self.config.seed,
                         self.config.quantize,
                         self.config.batch_size,
+                        # only a non-default protocol enters the key, so stores written before
+                        # the option existed stay valid
+                        *([self.config.protocol] if self.config.protocol != "market" else []),
                         length=24,
                     )
                     cells.append(
@@ -443,15 +452,15 @@ class Runner:
         return state
 
     def _score(self, victim: Victim, query_feats: Tensor, state: DatasetState, name: str) -> ReidScores:
+        """Market-1501 protocol by default; CUHK03's classic single-gallery-shot CMC on request."""
         bank = state.galleries[name]
+        labels = (state.query.pids, bank.pids, state.query.camids, bank.camids)
+        if self.config.protocol == "cuhk03-classic":
+            distmat = distance_matrix(query_feats, bank.features, victim.distance)
+            return evaluate_cuhk03_classic(distmat, *labels, seed=self.config.seed)
+        q_pids, g_pids, q_camids, g_camids = labels
         return evaluate_features(
-            query_feats,
-            bank.features,
-            state.query.pids,
-            bank.pids,
-            state.query.camids,
-            bank.camids,
-            distance=victim.distance,
+            query_feats, bank.features, q_pids, g_pids, q_camids, g_camids, distance=victim.distance
         )
 
     def _run_cell(self, cell: Cell, state: DatasetState, victims: list[str], summary: RunSummary) -> None:
@@ -562,6 +571,7 @@ class Runner:
             "input_size": list(state.input_size),
             "seed": self.config.seed,
             "quantized": self.config.quantize,
+            "protocol": self.config.protocol,
             "source_checkpoint": source.checkpoint,
             "source_weights_id": source.weights_id,
             "provenance": self._provenance,
