@@ -32,7 +32,7 @@ class MisRankingConfig:
     """
 
     k: int | None = None
-    steps: int = 300
+    steps: int = 200
     epochs: float | None = None
     batch_p: int = 8
     batch_k: int = 4
@@ -51,7 +51,7 @@ class MisRankingConfig:
     ndf: int = 16
     d_layers: int = 3
     mask_width: int = 16
-    bound: Bound = "tanh"
+    bound: Bound = "st"
     real_pair: RealPair = "self"
     ranking_ref: RankingRef = "clean"
     flip: bool = True

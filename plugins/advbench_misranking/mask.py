@@ -40,7 +40,12 @@ def sample_gumbel(shape: torch.Size, generator: torch.Generator, device: torch.d
 
 
 class MaskHead(nn.Module):
-    """Per-pixel logits ``[N, 1, H, W]`` from a [clean, candidate] pair: where the k pixels should go."""
+    """Per-pixel logits ``[N, 1, H, W]`` from a [clean, candidate] pair: where the k pixels should go.
+
+    Three SN-conv stages (full, 1/2, 1/4 resolution), then a top-down path: bilinear upsampling of a
+    1x1-reduced coarse map added to the finer stage, an SN-conv, and a 1x1 conv to one logit per pixel.
+    Channels shrink toward full resolution to keep the head cheap there.
+    """
 
     def __init__(self, width: int = 16) -> None:
         super().__init__()
@@ -52,11 +57,11 @@ class MaskHead(nn.Module):
         self.enc1 = block(6, width)
         self.enc2 = block(width, width * 2, 2)
         self.enc3 = block(width * 2, width * 4, 2)
-        self.lat2 = nn.Conv2d(width * 2, width * 4, 1)
-        self.lat1 = nn.Conv2d(width, width * 4, 1)
-        self.fuse2 = block(width * 4, width * 4)
-        self.fuse1 = block(width * 4, width * 4)
-        self.out = nn.Conv2d(width * 4, 1, 1)
+        self.reduce3 = nn.Conv2d(width * 4, width * 2, 1)
+        self.reduce2 = nn.Conv2d(width * 2, width, 1)
+        self.fuse2 = block(width * 2, width * 2)
+        self.fuse1 = block(width, width)
+        self.out = nn.Conv2d(width, 1, 1)
         self.log_tau = nn.Parameter(torch.zeros(()))
 
     @property
@@ -67,12 +72,8 @@ class MaskHead(nn.Module):
         x1 = self.enc1(torch.cat([clean, candidate], 1) * 2.0 - 1.0)
         x2 = self.enc2(x1)
         x3 = self.enc3(x2)
-        y = self.fuse2(
-            F.interpolate(x3, size=x2.shape[-2:], mode="bilinear", align_corners=False) + self.lat2(x2)
-        )
-        y = self.fuse1(
-            F.interpolate(y, size=x1.shape[-2:], mode="bilinear", align_corners=False) + self.lat1(x1)
-        )
+        y = self.fuse2(F.interpolate(self.reduce3(x3), size=x2.shape[-2:], mode="bilinear") + x2)
+        y = self.fuse1(F.interpolate(self.reduce2(y), size=x1.shape[-2:], mode="bilinear") + x1)
         return self.out(y)
 
     def mask(
