@@ -20,6 +20,23 @@ from advbench.runner import RunConfig, Runner
 pytestmark = pytest.mark.slow
 
 
+def _tiny_config(cache: Path, out: Path, **overrides: object) -> RunConfig:
+    """The tiny synthetic grid of conftest as a RunConfig (what the CLI fixture gives as flags)."""
+    base = dict(
+        datasets="synthetic",
+        victims=TINY_VICTIMS,
+        eps=(8.0,),
+        out=out,
+        cache_dir=cache,
+        data_root=None,
+        device="cpu",
+        train_steps=6,
+        dataset_params={"synthetic": TINY_SYNTHETIC},
+        progress=False,
+    )
+    return RunConfig(**{**base, **overrides})
+
+
 def _frame(out: Path) -> pd.DataFrame:
     return pd.read_csv(out / "results.csv")
 
@@ -90,19 +107,7 @@ class _Plugin:
 
 def test_a_failing_plugin_fails_only_its_cell(session_cache: Path, tmp_path: Path) -> None:
     registry = build_registry(discover([("test-plugin", _Plugin())]))
-    config = RunConfig(
-        datasets="synthetic",
-        victims=TINY_VICTIMS,
-        attacks="raises,over-budget,fgsm",
-        eps=(8.0,),
-        out=tmp_path,
-        cache_dir=session_cache,
-        data_root=None,
-        device="cpu",
-        train_steps=6,
-        dataset_params={"synthetic": TINY_SYNTHETIC},
-        progress=False,
-    )
+    config = _tiny_config(session_cache, tmp_path, attacks="raises,over-budget,fgsm")
     summary = Runner(config, registry).run()
     assert summary.done == 2 and len(summary.failed) == 4
     messages = {label.split(" | ")[1]: message for label, message in summary.failed}
@@ -185,20 +190,7 @@ def test_market1501_tree_runs_end_to_end(tmp_path: Path, session_cache: Path) ->
 
 
 def test_cuhk03_classic_protocol_is_an_option(session_cache: Path, tmp_path: Path) -> None:
-    config = RunConfig(
-        datasets="synthetic",
-        victims=TINY_VICTIMS,
-        attacks="fgsm",
-        eps=(8.0,),
-        out=tmp_path,
-        cache_dir=session_cache,
-        data_root=None,
-        device="cpu",
-        train_steps=6,
-        dataset_params={"synthetic": TINY_SYNTHETIC},
-        progress=False,
-        protocol="cuhk03-classic",
-    )
+    config = _tiny_config(session_cache, tmp_path, attacks="fgsm", protocol="cuhk03-classic")
     summary = Runner(config, build_registry(discover())).run()
     frame = leaderboard.write(summary.records, tmp_path)
     assert summary.done == 2 and set(frame.protocol) == {"cuhk03-classic"}
