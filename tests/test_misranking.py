@@ -151,6 +151,18 @@ def test_perturbation_never_exceeds_eps(mode: str, tmp_path: Path) -> None:
     assert (adv - x).abs().max().item() > 3.9 / 255  # the budget is actually used
 
 
+def test_fitted_generator_applies_to_another_datasets_images(tmp_path: Path) -> None:
+    """Cross-dataset use (``--fit-on``): fit on one split, perturb images of another size."""
+    attack = MisRankingAttack(eps=8.0, k=50, steps=1, **TINY)
+    attack.fit(
+        TinyVictim(6), make_split(), cache_dir=tmp_path, key="x", device=torch.device("cpu"), progress=False
+    )
+    other = torch.rand(3, 3, 38, 18)  # not a multiple of 4
+    adv = attack.perturb(TinyVictim(6), other, torch.arange(3), torch.zeros(3, dtype=torch.long))
+    assert adv.shape == other.shape and (adv - other).abs().max() <= 8 / 255 + 1e-6
+    assert torch.equal((adv != other).any(1).flatten(1).sum(1), torch.full((3,), 50))
+
+
 def test_gumbel_topk_exact_k_and_straight_through() -> None:
     logits = torch.randn(3, 50, requires_grad=True)
     noise = -torch.log(-torch.log(torch.rand(3, 50).clamp(1e-9, 1 - 1e-7)))
