@@ -257,7 +257,7 @@ def test_short_fit_hurts_retrieval_more_than_random_noise(tmp_path: Path) -> Non
     g = gallery.float() / 255
     q_pids, g_pids = test.pids[::2], test.pids[1::2]
     victim = TinyVictim(8)
-    attack = MisRankingAttack(eps=16.0, steps=20, lr=3e-3, **TINY)  # a higher lr: 20 steps only
+    attack = MisRankingAttack(eps=16.0, steps=40, lr=3e-3, **TINY)  # a higher lr: 40 steps only
     attack.fit(victim, train, cache_dir=tmp_path, key="real", device=torch.device("cpu"), progress=False)
     adv = attack.perturb(victim, q, q_pids, q_pids)
     noise = (q + 16 / 255 * torch.sign(torch.randn_like(q))).clamp(0, 1)  # the strongest random noise

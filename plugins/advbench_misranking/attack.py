@@ -152,4 +152,4 @@ class MisRankingAttack(Attack):
                 mask = mask_head.mask(clean, clean + delta, self.config.k)
                 delta = _visible_topk(clean, delta, mask, eps)
             out.append((clean + delta).clamp(0.0, 1.0))
-        return torch.cat(out)
+        return torch.cat(out).contiguous()

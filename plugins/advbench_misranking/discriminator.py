@@ -72,7 +72,7 @@ class MultiScaleDiscriminator(nn.Module):
         self.branches = nn.ModuleList(PatchDiscriminator(ndf, n_layers) for _ in range(num_scales))
 
     def forward(self, clean: Tensor, candidate: Tensor) -> list[Tensor]:
-        pair = torch.cat([clean, candidate], dim=1)
+        pair = torch.cat([clean, candidate], dim=1).contiguous(memory_format=torch.channels_last)
         outputs = []
         for i, branch in enumerate(self.branches):
             if i:

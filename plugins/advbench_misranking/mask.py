@@ -69,7 +69,8 @@ class MaskHead(nn.Module):
         return self.log_tau.exp()
 
     def forward(self, clean: Tensor, candidate: Tensor) -> Tensor:
-        x1 = self.enc1(torch.cat([clean, candidate], 1) * 2.0 - 1.0)
+        pair = torch.cat([clean, candidate], 1).contiguous(memory_format=torch.channels_last)
+        x1 = self.enc1(pair * 2.0 - 1.0)
         x2 = self.enc2(x1)
         x3 = self.enc3(x2)
         y = self.fuse2(F.interpolate(self.reduce3(x3), size=x2.shape[-2:], mode="bilinear") + x2)
