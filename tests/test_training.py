@@ -60,3 +60,15 @@ def test_training_separates_identities() -> None:
     sim = (f @ f.T).fill_diagonal_(-2)
     nearest_same = (pids[sim.argmax(dim=1)] == pids).float().mean()
     assert nearest_same >= 0.9  # leave-one-out rank-1; chance is 7/31
+
+
+def test_timm_features_and_logits_share_one_pass() -> None:
+    """The fused call gives the same feature and logits as the two separate calls, with gradients."""
+    entry, _ = get_registry().get("victim", "resnet10t")
+    victim = entry.spec.build(num_classes=5, input_size=(32, 16), pretrained=False).eval()
+    x = torch.rand(3, 3, 32, 16, requires_grad=True)
+    feats, logits = victim.features_and_logits(x)
+    assert torch.allclose(feats, victim.features(x), atol=1e-6)
+    assert torch.allclose(logits, victim.logits(x), atol=1e-6)
+    (feats.sum() + logits.sum()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -124,6 +124,13 @@ class Victim(nn.Module, abc.ABC):
         """Identity logits ``[N, num_classes]``; only for victims with an ID head."""
         raise NotImplementedError(f"{type(self).__name__} has no identity classifier")
 
+    def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(test feature, identity logits) of the same images; override to share one backbone pass.
+
+        Attacks that combine a ranking and a classification loss (Mis-Ranking) call this once per step.
+        """
+        return self.features(images), self.logits(images)
+
     def train_outputs(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(embedding for the metric loss, identity logits) in training mode."""
         raise NotImplementedError(f"{type(self).__name__} cannot be trained by advbench")

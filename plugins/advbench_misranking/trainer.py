@@ -93,17 +93,11 @@ def pk_batches(pids: Tensor, p: int, k: int, generator: torch.Generator) -> Iter
 
 
 def victim_outputs(victim: Victim, images: Tensor, need_logits: bool) -> tuple[Tensor, Tensor | None]:
-    """The victim's test feature and, when asked and available, its identity logits.
-
-    Uses ``victim.features_and_logits`` (one forward) when the victim offers it, else two calls.
-    """
+    """The victim's test feature and, when asked, its identity logits (one shared pass when the
+    victim overrides :meth:`Victim.features_and_logits`)."""
     if not need_logits:
         return victim.features(images), None
-    both = getattr(victim, "features_and_logits", None)
-    if callable(both):
-        feats, logits = both(images)
-        return feats, logits
-    return victim.features(images), victim.logits(images)
+    return victim.features_and_logits(images)
 
 
 def _real_candidates(clean: Tensor, config: MisRankingConfig) -> Tensor:

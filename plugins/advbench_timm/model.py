@@ -96,6 +96,10 @@ class TimmReid(Victim):
     def logits(self, images: Tensor) -> Tensor:
         return self.classifier(self.bnneck(self.embed(images)))
 
+    def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        neck = self.bnneck(self.embed(images))
+        return F.normalize(neck, dim=1), self.classifier(neck)
+
     def train_outputs(self, images: Tensor) -> tuple[Tensor, Tensor]:
         feat = self.embed(images)
         return feat, self.classifier(self.bnneck(feat))
