@@ -209,3 +209,48 @@ def test_cuhk03_classic_protocol_is_an_option(session_cache: Path, tmp_path: Pat
     )
     with pytest.raises(AdvbenchError, match="unknown evaluation protocol"):
         Runner(dataclasses.replace(config, protocol="nope"), build_registry(discover()))
+
+
+def test_fit_on_applies_a_generator_fitted_on_another_dataset(tmp_path: Path, session_cache: Path) -> None:
+    """`--fit-on synthetic` on Market-1501 queries: misranking is fitted on synthetic's train split and
+    records both datasets; FGSM, which learns nothing, keeps its plain cell."""
+    from reid_trees import make_market1501
+
+    tree = make_market1501(tmp_path / "data")
+    tiny_gan = ["ngf=8", "n_blocks=1", "ndf=8", "batch_p=4", "batch_k=2", "steps=2"]
+    out = tmp_path / "lb"
+    code = main(
+        [
+            "run",
+            "--datasets",
+            "market1501",
+            "--data-root",
+            str(tree.root),
+            "--fit-on",
+            "synthetic",
+            *[f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()],
+            "--victims",
+            "mobilenetv3_small_100",
+            "--attacks",
+            "fgsm,misranking",
+            *[f"--attack-param=misranking.{p}" for p in tiny_gan],
+            "--train-missing",
+            "--train-steps",
+            "4",
+            "--input-size",
+            "32x16",
+            "--cache",
+            str(session_cache),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    frame = _frame(out).set_index("attack")
+    assert frame.loc["misranking", "dataset"] == "market1501"
+    assert frame.loc["misranking", "fit_dataset"] == "synthetic"
+    assert frame.loc["fgsm", "fit_dataset"] == "market1501"
+    assert frame.loc["misranking", "linf"] <= frame.loc["misranking", "eps"] + 1e-6

@@ -329,6 +329,9 @@ class Runner:
         for attack in self.registry.select("attack", self.config.attacks):
             entry, variant = self.registry.get("attack", attack)
             params = {**entry.spec.defaults, **self.config.attack_params.get(attack, {})}
+            # --fit-on concerns learning attacks only: the others keep their plain cells and keys
+            learns = fit_dataset is not None and self._learns(entry, variant, params)
+            cell_fit, cell_fit_fp = (fit_dataset, fit_fp) if learns else (None, None)
             for eps in self.config.eps:
                 for source in victims:
                     key = stable_hash(
@@ -342,8 +345,8 @@ class Runner:
                         eps,
                         source,
                         weights[source],
-                        fit_dataset,
-                        fit_fp,
+                        cell_fit,
+                        cell_fit_fp,
                         targets,
                         self.config.seed,
                         self.config.quantize,
@@ -360,11 +363,21 @@ class Runner:
                             tuple(sorted(params.items())),
                             float(eps),
                             source,
-                            fit_dataset,
+                            cell_fit,
                             key,
                         )
                     )
         return cells
+
+    @staticmethod
+    def _learns(entry: Any, variant: str | None, params: dict[str, Any]) -> bool:
+        """Whether the attack fits on a train split; an attack that cannot be built counts as learning
+        (its cell fails later with the real error)."""
+        try:
+            attack = entry.spec.build(**params, **({"variant": variant} if variant is not None else {}))
+        except Exception:
+            return True
+        return attack.needs_fit
 
     # -------------------------------------------------------------------------------- running
     def run(self) -> RunSummary:

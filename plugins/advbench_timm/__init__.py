@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 DEFAULT_MODELS: dict[str, tuple[str, int]] = {
     "resnet10t": ("ResNet-10-T (timm), 4.9M params", 250),
     "mobilenetv3_small_100": ("MobileNetV3-Small 1.0 (timm), 1.5M params", 500),
-    "vit_tiny_patch16_224": ("ViT-Tiny/16 (timm) at the dataset's crop size, 5.5M params", 450),
+    "vit_tiny_patch16_224": ("ViT-Tiny/16 (timm) at the dataset's crop size, 5.5M params", 400),
 }
 
 
