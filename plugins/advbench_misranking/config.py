@@ -32,7 +32,7 @@ class MisRankingConfig:
     """
 
     k: int | None = None
-    steps: int = 40
+    steps: int = 60
     epochs: float | None = None
     batch_p: int = 8
     batch_k: int = 4
