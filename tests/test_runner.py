@@ -152,38 +152,43 @@ def test_missing_checkpoint_for_real_dataset_says_what_to_do(tmp_path: Path, ses
     assert "advbench train --victim mobilenetv3_small_100 --dataset market1501" in summary.failed[0][1]
 
 
-def test_market1501_tree_runs_end_to_end(tmp_path: Path, session_cache: Path) -> None:
-    """A generated Market-1501-shaped folder through `advbench run --datasets market1501`."""
-    from reid_trees import make_market1501
-
-    tree = make_market1501(tmp_path / "data")
-    out = tmp_path / "lb"
-    code = main(
+def _market_run(root: Path, cache: Path, out: Path, attacks: str, *extra: str) -> int:
+    """`advbench run` on a generated Market-1501 tree with one tiny mobilenet trained on demand."""
+    return main(
         [
             "run",
             "--datasets",
             "market1501",
             "--data-root",
-            str(tree.root),
+            str(root),
             "--victims",
             "mobilenetv3_small_100",
             "--attacks",
-            "fgsm",
+            attacks,
             "--train-missing",
             "--train-steps",
             "4",
             "--input-size",
             "32x16",
             "--cache",
-            str(session_cache),
+            str(cache),
             "--out",
             str(out),
             "--device",
             "cpu",
             "--no-progress",
+            *extra,
         ]
     )
-    assert code == 0
+
+
+def test_market1501_tree_runs_end_to_end(tmp_path: Path, session_cache: Path) -> None:
+    """A generated Market-1501-shaped folder through `advbench run --datasets market1501`."""
+    from reid_trees import make_market1501
+
+    tree = make_market1501(tmp_path / "data")
+    out = tmp_path / "lb"
+    assert _market_run(tree.root, session_cache, out, "fgsm") == 0
     frame = _frame(out)
     assert len(frame) == 1 and frame.n_query[0] == 10 and frame.n_gallery[0] == 19
     assert os.path.exists(out / "summary.md")
@@ -219,36 +224,13 @@ def test_fit_on_applies_a_generator_fitted_on_another_dataset(tmp_path: Path, se
     tree = make_market1501(tmp_path / "data")
     tiny_gan = ["ngf=8", "n_blocks=1", "ndf=8", "batch_p=4", "batch_k=2", "steps=2"]
     out = tmp_path / "lb"
-    code = main(
-        [
-            "run",
-            "--datasets",
-            "market1501",
-            "--data-root",
-            str(tree.root),
-            "--fit-on",
-            "synthetic",
-            *[f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()],
-            "--victims",
-            "mobilenetv3_small_100",
-            "--attacks",
-            "fgsm,misranking",
-            *[f"--attack-param=misranking.{p}" for p in tiny_gan],
-            "--train-missing",
-            "--train-steps",
-            "4",
-            "--input-size",
-            "32x16",
-            "--cache",
-            str(session_cache),
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-            "--no-progress",
-        ]
-    )
-    assert code == 0
+    extra = [
+        "--fit-on",
+        "synthetic",
+        *[f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()],
+        *[f"--attack-param=misranking.{p}" for p in tiny_gan],
+    ]
+    assert _market_run(tree.root, session_cache, out, "fgsm,misranking", *extra) == 0
     frame = _frame(out).set_index("attack")
     assert frame.loc["misranking", "dataset"] == "market1501"
     assert frame.loc["misranking", "fit_dataset"] == "synthetic"
