@@ -51,7 +51,7 @@ class MisRankingConfig:
     ndf: int = 16
     d_layers: int = 3
     mask_width: int = 16
-    bound: Bound = "st"
+    bound: Bound = "tanh"
     real_pair: RealPair = "self"
     ranking_ref: RankingRef = "clean"
     flip: bool = True
