@@ -19,7 +19,10 @@ Deviations from the official code (details and reasons in docs/misranking.md):
 6. The D "real" pair is the clean image twice by default (``real_pair="self"``); ``"other"`` restores the
    official pair of two different identities. The mis-ranking references default to the clean batch
    features (``ranking_ref="clean"``), matching a protocol in which only queries are perturbed.
-7. Small-init last conv, [0, 1]->[-1, 1] generator input, MS-SSIM on [0, 1] with fitted windows, a
+7. The official per-channel rescale, effectively straight-through, is ``bound="st"``; the default
+   ``bound="tanh"`` bounds each pixel on its own (in short fits ``st`` collapsed to faint patterns on two
+   of the three default victims).
+8. Small-init last conv, [0, 1]->[-1, 1] generator input, MS-SSIM on [0, 1] with fitted windows, a
    CPU-sized default preset (``preset="paper"`` gives the official widths and 40 epochs).
 """
 
