@@ -1,7 +1,7 @@
 """Any timm backbone as a re-ID victim: backbone, global pooling, BNNeck, linear ID head.
 
 Three small models of different families are the embedded default (a ResNet, a MobileNet and a
-ViT), each with a step budget that reaches 60-70 mAP on the synthetic dataset in two to four
+ViT), each with a step budget that reaches about 58-75 mAP on the synthetic dataset in two to four
 minutes on two CPU cores. Any other timm model is reachable as ``timm:<model_name>``.
 """
 
@@ -14,7 +14,7 @@ from advbench.api import TrainRecipe, VictimSpec
 
 __version__ = "0.1.0"
 
-# name -> (description, training steps). Step budgets: the smallest that keep clean mAP near 60-70 on
+# name -> (description, training steps). Step budgets: the smallest that keep clean mAP near 60-75 on
 # the synthetic default (measured curves: resnet10t 64/69/81 mAP at 200/250/400 steps, mobilenetv3
 # 48/61/67/74 at 400/500/600/800, ViT 57/68/68 at 400/500/600), so that `advbench run --attacks all
 # --victims all` fits 15 minutes on 2 CPU cores. See docs/synthetic.md.
