@@ -133,6 +133,21 @@ def test_train_command_and_cli_device_errors(tiny_run_args: list[str], capsys) -
         assert "no CUDA device" in capsys.readouterr().err
 
 
+def test_training_from_scratch_is_reproducible(tmp_path: Path) -> None:
+    """Two trainings in two empty caches give identical weights: initialisation and steps are seeded."""
+    params = [f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()]
+    weights = []
+    for run in ("a", "b"):
+        torch.rand(3 if run == "a" else 5)  # a different global RNG state before each training
+        out = tmp_path / f"{run}.pt"
+        args = ["train", "--victim", "mobilenetv3_small_100", "--dataset", "synthetic", "--train-steps", "3"]
+        args += ["--cache", str(tmp_path / run), "--output", str(out), "--device", "cpu", "--no-progress"]
+        assert main([*args, *params]) == 0
+        weights.append(torch.load(out, weights_only=False)["state_dict"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_missing_checkpoint_for_real_dataset_says_what_to_do(tmp_path: Path, session_cache: Path) -> None:
     from reid_trees import make_market1501
 

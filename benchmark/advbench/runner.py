@@ -270,9 +270,11 @@ class Runner:
         """Train victim ``name`` on ``dataset``'s train split and save it at ``path``."""
         entry, setup = self._victim_setup(name)
         data = self.dataset(dataset)
-        model = entry.spec.build(
-            num_classes=data.num_train_pids, input_size=self.input_size(dataset), **setup["params"]
-        )
+        with torch.random.fork_rng(devices=[]):  # the initial weights are part of the recipe: seed them
+            torch.manual_seed(self.config.seed)
+            model = entry.spec.build(
+                num_classes=data.num_train_pids, input_size=self.input_size(dataset), **setup["params"]
+            )
         train = self.train_split(dataset)
         self.log(
             f"training {name} on {dataset} ({setup['recipe'].steps} steps, {data.num_train_pids} ids) -> {path}"
