@@ -214,19 +214,15 @@ def test_cuhk03_classic_protocol_is_an_option(session_cache: Path, tmp_path: Pat
     summary = Runner(config, build_registry(discover())).run()
     frame = leaderboard.write(summary.records, tmp_path)
     assert summary.done == 2 and set(frame.protocol) == {"cuhk03-classic"}
-    market = Runner(
-        dataclasses.replace(config, protocol="market", out=tmp_path / "m"), build_registry(discover())
-    )
-    assert {
-        c.key for c in market.plan("synthetic", ["mobilenetv3_small_100"], {"mobilenetv3_small_100": "w"})
-    }.isdisjoint(
-        {
-            c.key
-            for c in Runner(config, build_registry(discover())).plan(
-                "synthetic", ["mobilenetv3_small_100"], {"mobilenetv3_small_100": "w"}
-            )
-        }
-    )
+    registry = build_registry(discover())
+
+    def keys(cfg: RunConfig) -> set[str]:
+        cells = Runner(cfg, registry).plan(
+            "synthetic", ["mobilenetv3_small_100"], {"mobilenetv3_small_100": "w"}
+        )
+        return {c.key for c in cells}
+
+    assert keys(dataclasses.replace(config, protocol="market", out=tmp_path / "m")).isdisjoint(keys(config))
     with pytest.raises(AdvbenchError, match="unknown evaluation protocol"):
         Runner(dataclasses.replace(config, protocol="nope"), build_registry(discover()))
 

@@ -473,10 +473,7 @@ class Runner:
         if self.config.protocol == "cuhk03-classic":
             distmat = distance_matrix(query_feats, bank.features, victim.distance)
             return evaluate_cuhk03_classic(distmat, *labels, seed=self.config.seed)
-        q_pids, g_pids, q_camids, g_camids = labels
-        return evaluate_features(
-            query_feats, bank.features, q_pids, g_pids, q_camids, g_camids, distance=victim.distance
-        )
+        return evaluate_features(query_feats, bank.features, *labels, distance=victim.distance)
 
     def _run_cell(self, cell: Cell, state: DatasetState, victims: list[str], summary: RunSummary) -> None:
         label = f"{cell.dataset} | {cell.attack} eps={cell.eps:g} | source {cell.source}"

@@ -93,14 +93,18 @@ class TimmReid(Victim):
         """Pooled backbone feature before the BNNeck."""
         return self.backbone(((images - self.mean) / self.std).contiguous(memory_format=torch.channels_last))
 
+    def neck(self, images: Tensor) -> Tensor:
+        """BNNeck output: the test feature before L2 normalisation and the classifier's input."""
+        return self.bnneck(self.embed(images))
+
     def features(self, images: Tensor) -> Tensor:
-        return F.normalize(self.bnneck(self.embed(images)), dim=1)
+        return F.normalize(self.neck(images), dim=1)
 
     def logits(self, images: Tensor) -> Tensor:
-        return self.classifier(self.bnneck(self.embed(images)))
+        return self.classifier(self.neck(images))
 
     def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        neck = self.bnneck(self.embed(images))
+        neck = self.neck(images)
         return F.normalize(neck, dim=1), self.classifier(neck)
 
     def train_outputs(self, images: Tensor) -> tuple[Tensor, Tensor]:
