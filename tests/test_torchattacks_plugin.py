@@ -135,3 +135,38 @@ def test_feature_pgd_lowers_cosine_to_clean(setup) -> None:
     cos_adv = (victim.features(adv) * clean).sum(dim=1)
     cos_noise = (victim.features(noise) * clean).sum(dim=1)
     assert (1 - cos_adv.mean()) > 3 * (1 - cos_noise.mean())
+
+
+def test_prototypes_are_built_once_per_victim_and_gallery(setup) -> None:
+    """perturb runs once per query batch; the prototypes are rebuilt only for a new victim or gallery object."""
+    victim, images, pids, bank = setup
+    built: list[PrototypeClassifier] = []
+
+    class Counting(PrototypeClassifier):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    attack = get_registry().get("attack", "pgd")[0].spec.build(eps=8, steps=2)
+    attack.classifier_type = Counting
+    camids = torch.zeros(6, dtype=torch.long)
+    torch.manual_seed(0)
+    first = attack.perturb(victim, images, pids, camids, gallery=bank)
+    torch.manual_seed(0)
+    second = attack.perturb(victim, images, pids, camids, gallery=bank)
+    assert len(built) == 1 and attack.classifier(victim, bank) is built[0]
+    # reuse changes nothing: a fresh attack (new classifier) gives the same pixels and logits
+    torch.manual_seed(0)
+    fresh = get_registry().get("attack", "pgd")[0].spec.build(eps=8, steps=2)
+    assert torch.equal(first, second) and torch.equal(
+        first, fresh.perturb(victim, images, pids, camids, gallery=bank)
+    )
+    assert torch.equal(built[0](images), PrototypeClassifier(victim, bank)(images))
+    # the key is identity, not content: an equal gallery in a new object, or a new victim, rebuilds
+    copy = FeatureBank(bank.features.clone(), bank.pids.clone(), bank.camids.clone())
+    attack.perturb(victim, images, pids, camids, gallery=copy)
+    assert len(built) == 2 and built[1].victim is victim
+    other = SmallNet().eval().requires_grad_(False)
+    attack.perturb(other, images, pids, camids, gallery=copy)
+    attack.perturb(other, images, pids, camids, gallery=copy)
+    assert len(built) == 3 and built[2].victim is other and attack.classifier(other, copy) is built[2]
