@@ -14,8 +14,11 @@ from conftest import TINY_SYNTHETIC, TINY_VICTIMS
 from advbench import hookimpl, leaderboard
 from advbench.api import AdvbenchError, Attack, AttackSpec
 from advbench.cli import main
+from advbench.config import RunConfig
+from advbench.data.catalog import DatasetCatalog
 from advbench.plugins import build_registry, discover
-from advbench.runner import RunConfig, Runner
+from advbench.runner import RunSummary, make_plan, run
+from advbench.store import ResultStore
 
 pytestmark = pytest.mark.slow
 
@@ -108,15 +111,17 @@ class _Plugin:
 def test_a_failing_plugin_fails_only_its_cell(session_cache: Path, tmp_path: Path) -> None:
     registry = build_registry(discover([("test-plugin", _Plugin())]))
     config = _tiny_config(session_cache, tmp_path, attacks="raises,over-budget,fgsm")
-    summary = Runner(config, registry).run()
+    summary = run(config, registry)
     assert summary.done == 2 and len(summary.failed) == 4
     messages = {label.split(" | ")[1]: message for label, message in summary.failed}
     assert "RuntimeError: this plugin is broken" in messages["raises eps=8"]
     assert "exceeded its L∞ budget" in messages["over-budget eps=8"]
-    assert {r["cell"]["attack"] for r in summary.records} == {"fgsm"}
+    assert {r.attack for r in summary.crafts} == {"fgsm"}
     # failed cells are recorded but not done: the next run tries them again
-    failed = [r for r in Runner(config, registry).store.records() if r["status"] == "failed"]
+    failed = [r for r in ResultStore(tmp_path / ".store").records() if r.kind == "failed"]
     assert len(failed) == 4
+    again = run(config, registry)
+    assert again.done == 0 and again.skipped == 2 and len(again.failed) == 4
 
 
 def test_train_command_and_cli_device_errors(tiny_run_args: list[str], capsys) -> None:
@@ -137,11 +142,11 @@ def test_training_from_scratch_is_reproducible(tmp_path: Path) -> None:
     """Two trainings in two empty caches give identical weights: initialisation and steps are seeded."""
     params = [f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()]
     weights = []
-    for run in ("a", "b"):
-        torch.rand(3 if run == "a" else 5)  # a different global RNG state before each training
-        out = tmp_path / f"{run}.pt"
+    for name in ("a", "b"):
+        torch.rand(3 if name == "a" else 5)  # a different global RNG state before each training
+        out = tmp_path / f"{name}.pt"
         args = ["train", "--victim", "mobilenetv3_small_100", "--dataset", "synthetic", "--train-steps", "3"]
-        args += ["--cache", str(tmp_path / run), "--output", str(out), "--device", "cpu", "--no-progress"]
+        args += ["--cache", str(tmp_path / name), "--output", str(out), "--device", "cpu", "--no-progress"]
         assert main([*args, *params]) == 0
         weights.append(torch.load(out, weights_only=False)["state_dict"])
     assert weights[0].keys() == weights[1].keys()
@@ -162,7 +167,7 @@ def test_missing_checkpoint_for_real_dataset_says_what_to_do(tmp_path: Path, ses
         device="cpu",
         progress=False,
     )
-    summary = Runner(config, build_registry(discover())).run()
+    summary = run(config, build_registry(discover()))
     assert summary.done == 0
     assert "advbench train --victim mobilenetv3_small_100 --dataset market1501" in summary.failed[0][1]
 
@@ -211,20 +216,21 @@ def test_market1501_tree_runs_end_to_end(tmp_path: Path, session_cache: Path) ->
 
 def test_cuhk03_classic_protocol_is_an_option(session_cache: Path, tmp_path: Path) -> None:
     config = _tiny_config(session_cache, tmp_path, attacks="fgsm", protocol="cuhk03-classic")
-    summary = Runner(config, build_registry(discover())).run()
+    registry = build_registry(discover())
+    summary = run(config, registry)
     frame = leaderboard.write(summary.records, tmp_path)
     assert summary.done == 2 and set(frame.protocol) == {"cuhk03-classic"}
-    registry = build_registry(discover())
 
-    def keys(cfg: RunConfig) -> set[str]:
-        cells = Runner(cfg, registry).plan(
-            "synthetic", ["mobilenetv3_small_100"], {"mobilenetv3_small_100": "w"}
-        )
-        return {c.key for c in cells}
+    def keys(cfg: RunConfig) -> tuple[set[str], set[str]]:
+        plan = make_plan(cfg, registry, DatasetCatalog(cfg, registry), RunSummary())
+        return {c.craft.key for c in plan.cells}, {e.key for c in plan.cells for e in c.evals}
 
-    assert keys(dataclasses.replace(config, protocol="market", out=tmp_path / "m")).isdisjoint(keys(config))
+    market = keys(dataclasses.replace(config, protocol="market"))
+    classic = keys(config)
+    # the protocol is how queries are scored, not how they are crafted: same crafts, other evaluations
+    assert market[0] == classic[0] and market[1].isdisjoint(classic[1])
     with pytest.raises(AdvbenchError, match="unknown evaluation protocol"):
-        Runner(dataclasses.replace(config, protocol="nope"), build_registry(discover()))
+        run(dataclasses.replace(config, protocol="nope"), registry)
 
 
 def test_fit_on_applies_a_generator_fitted_on_another_dataset(tmp_path: Path, session_cache: Path) -> None:
@@ -247,3 +253,84 @@ def test_fit_on_applies_a_generator_fitted_on_another_dataset(tmp_path: Path, se
     assert frame.loc["misranking", "fit_dataset"] == "synthetic"
     assert frame.loc["fgsm", "fit_dataset"] == "market1501"
     assert frame.loc["misranking", "linf"] <= frame.loc["misranking", "eps"] + 1e-6
+
+
+def _whitebox(summary: RunSummary, source: str) -> dict[str, float]:
+    frame = leaderboard.results_frame(summary.records)
+    row = frame[(frame.source_victim == source) & (frame.target_victim == source)].iloc[0]
+    return {k: row[k] for k in ("adv_mAP", "adv_rank1", "ssim", "l2")}
+
+
+def test_adding_a_victim_evaluates_stored_queries_and_recomputes_nothing_else(
+    session_cache: Path, tmp_path: Path
+) -> None:
+    """Crafts are keyed without the targets: the PGD queries (random start) crafted on A with A alone
+    are the ones a two-victim grid uses, and a second victim only adds evaluations and its own craft."""
+    registry = build_registry(discover())
+    first_victim, second_victim = TINY_VICTIMS.split(",")
+    one = _tiny_config(session_cache, tmp_path / "lb", victims=first_victim, attacks="pgd")
+    first = run(one, registry)
+    assert first.done == 1 and len(first.crafts) == 1 and len(first.evals) == 1
+    craft_file = tmp_path / "lb" / ".store" / f"{first.crafts[0].key}.json"
+    adv_file = Path(first.crafts[0].adv_file)
+    stamps = (craft_file.stat().st_mtime_ns, adv_file.stat().st_mtime_ns)
+
+    two = dataclasses.replace(one, victims=TINY_VICTIMS)
+    second = run(two, registry)
+    assert second.done == 2 and len(second.crafts) == 2 and len(second.evals) == 4
+    assert (craft_file.stat().st_mtime_ns, adv_file.stat().st_mtime_ns) == stamps  # not crafted again
+    assert _whitebox(second, first_victim) == _whitebox(first, first_victim)
+
+    # from scratch with both victims: the same queries on A, hence the same numbers
+    fresh = run(dataclasses.replace(two, out=tmp_path / "fresh"), registry)
+    assert _whitebox(fresh, first_victim) == _whitebox(first, first_victim)
+    assert _whitebox(fresh, second_victim) == _whitebox(second, second_victim)
+
+
+class _Universal(Attack):
+    """A learning attack: a random ±eps sign pattern drawn in ``fit`` (from the fit's seed) and cached;
+    each real training appends the key to ``trained.log`` in its cache folder."""
+
+    name = "universal"
+
+    def fit(self, victim, train, *, cache_dir, key, device, progress=True):
+        path = Path(cache_dir) / f"{key}.pt"
+        if path.exists():
+            self.delta = torch.load(path, weights_only=True)
+            return
+        _, c, h, w = train.images.shape
+        self.delta = torch.randint(0, 2, (c, h, w)).float().mul(2).sub(1) * self.eps / 255
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.delta, path)
+        with open(Path(cache_dir) / "trained.log", "a") as log:
+            log.write(key + "\n")
+
+    def perturb(self, victim, images, pids, camids, *, gallery=None):
+        return (images + self.delta.to(images.device)).clamp(0, 1)
+
+
+class _LearnerPlugin:
+    @hookimpl
+    def advbench_attacks(self):
+        return [AttackSpec(name="universal", description="learned sign pattern", build=_Universal)]
+
+
+def test_fits_run_once_as_planned_steps_and_cells_reload_them(session_cache: Path, tmp_path: Path) -> None:
+    registry = build_registry(discover([("test-learner", _LearnerPlugin())]))
+    config = _tiny_config(tmp_path / "cache", tmp_path / "lb", attacks="universal", train_steps=2)
+    torch.rand(7)  # the global RNG state before a run must not matter
+    summary = run(config, registry)
+    assert summary.done == 2 and not summary.failed
+    trained = (tmp_path / "cache" / "attacks" / "universal" / "trained.log").read_text().split()
+    assert len(trained) == 2  # one fit per source victim, none inside the cells
+    store = ResultStore(tmp_path / "lb" / ".store")
+    fits = {r.key: r for r in store.records() if r.kind == "fit"}
+    assert set(fits) == set(trained)
+    for craft in summary.crafts:
+        assert craft.fit_seconds in {f.fit_seconds for f in fits.values()}
+    # the fit is seeded from its own key: a fresh cache, another RNG state, the same pattern
+    torch.rand(11)
+    again = run(dataclasses.replace(config, cache_dir=tmp_path / "cache2", out=tmp_path / "lb2"), registry)
+    cols = ["adv_mAP", "ssim", "l2"]
+    first = leaderboard.results_frame(summary.records)[cols]
+    pd.testing.assert_frame_equal(first, leaderboard.results_frame(again.records)[cols])

@@ -15,8 +15,8 @@ import torch
 
 import advbench
 from advbench.api import AdvbenchError, TrainRecipe, Victim
+from advbench.io import atomic_torch_save
 from advbench.plugins import Registry
-from advbench.store import atomic_torch_save
 from advbench.utils import stable_hash
 
 FORMAT = "advbench-victim-v1"

@@ -145,6 +145,22 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-quantize", action="store_true", help="keep adversarial images as floats instead of 8-bit"
     )
+    run.add_argument(
+        "--backend",
+        default="local",
+        choices=["local", "ray"],
+        help="run tasks in this process (default) or as Ray tasks (pip install -e '.[ray]')",
+    )
+    run.add_argument(
+        "--address", default=None, help="Ray cluster to join (e.g. HOST:6379 or auto); default: start one"
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per task (default: torch's own in-process, 1 per Ray task)",
+    )
+    run.add_argument("--amp", action="store_true", help="bf16 autocast for victims on CUDA (ignored on CPU)")
 
     train = sub.add_parser("train", help="train a victim on a dataset's train split and cache the checkpoint")
     _common(train)
@@ -165,7 +181,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _config_from(args: argparse.Namespace):
-    from advbench.runner import RunConfig, default_cache_dir, default_data_root
+    from advbench.config import RunConfig, default_cache_dir, default_data_root
 
     options: dict[str, Any] = {}
     if getattr(args, "config", None):
@@ -212,13 +228,17 @@ def _config_from(args: argparse.Namespace):
         quantize=not (getattr(args, "no_quantize", False) or options.get("no_quantize", False)),
         protocol=pick("protocol", getattr(args, "protocol", "market"), "market"),
         progress=not args.no_progress and sys.stderr.isatty(),
+        backend=pick("backend", getattr(args, "backend", "local"), "local"),
+        address=pick("address", getattr(args, "address", None), None),
+        threads=int(pick("threads", getattr(args, "threads", 0), 0)),
+        amp=bool(getattr(args, "amp", False) or options.get("amp", False)),
     )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from advbench import leaderboard
     from advbench.plugins import get_registry
-    from advbench.runner import Runner
+    from advbench.runner import run
 
     registry = get_registry()
     config = _config_from(args)
@@ -233,7 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in config.victim_weights:
         registry.get("victim", name)
     start = time.perf_counter()
-    summary = Runner(config, registry).run()
+    summary = run(config, registry)
     frame = leaderboard.write(summary.records, config.out)
     print(
         f"{summary.done} cells computed, {summary.skipped} already done, {len(summary.failed)} failed "
@@ -247,17 +267,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import shutil
 
+    from advbench import victims
+    from advbench.data.catalog import DatasetCatalog
     from advbench.plugins import get_registry
-    from advbench.runner import Runner
+    from advbench.utils import resolve_device
 
     registry = get_registry()
-    args.victims, args.train_missing = args.victim, True
-    runner = Runner(_config_from(args), registry)
-    path, _ = runner.victim_checkpoint(args.victim, args.dataset)
-    ready = runner.victim(args.victim, args.dataset)
+    args.victims = args.victim
+    config = _config_from(args)
+    catalog = DatasetCatalog(config, registry)
+    ds = args.dataset
+    ref = victims.resolve(
+        args.victim, catalog.get(ds), catalog.input_size(ds), config, registry, True, train_missing=True
+    )
+    origin = ref.origin
+    if origin == "train":
+        device = resolve_device(config.device)
+        victims.train(
+            ref, catalog.split(ds, "train"), registry=registry, device=device, progress=config.progress
+        )
+        origin = "trained"
     if args.output:
-        shutil.copyfile(path, args.output)
-    print(f"{args.victim} on {args.dataset}: {ready.origin} checkpoint {args.output or path}")
+        shutil.copyfile(ref.checkpoint, args.output)
+    print(f"{args.victim} on {ds}: {origin} checkpoint {args.output or ref.checkpoint}")
     return 0
 
 
@@ -291,8 +323,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    from advbench.config import default_cache_dir, default_data_root
     from advbench.plugins import get_registry
-    from advbench.runner import default_cache_dir, default_data_root
 
     registry = get_registry()
     root = args.data_root or default_data_root()

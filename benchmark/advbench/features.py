@@ -1,15 +1,19 @@
-"""Batched feature extraction, with clean features cached on disk by (victim checkpoint, images)."""
+"""Batched feature extraction, with clean features cached on disk by (victim weights, images)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from advbench.api import ImageSplit, Victim
-from advbench.store import atomic_torch_save
-from advbench.utils import progress_bar
+from advbench.batching import run_batches
+from advbench.io import atomic_torch_save
 
 
 @torch.no_grad()
@@ -21,14 +25,26 @@ def extract(
     batch_size: int = 128,
     progress: bool = True,
     desc: str = "features",
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> Tensor:
-    """Features of every image of ``split`` (float32, on CPU), in order."""
+    """Features of every image of ``split`` (float32, on CPU), in order; memory bounded by the batch."""
     victim.eval()
-    chunks = []
-    starts = range(0, len(split), batch_size)
-    for start in progress_bar(starts, total=len(starts), desc=desc, enabled=progress):
-        chunks.append(victim.features(split.batch(slice(start, start + batch_size), device)).float().cpu())
-    return torch.cat(chunks)
+    out: Tensor | None = None
+    bar = tqdm(total=len(split), desc=desc, leave=False, dynamic_ncols=True, disable=not progress)
+
+    def step(rows: slice) -> None:
+        nonlocal out
+        with autocast():
+            feats = victim.features(split.batch(rows, device)).float().cpu()
+        if out is None:
+            out = torch.empty((len(split), feats.shape[1]), dtype=torch.float32)
+        out[rows] = feats
+        bar.update(rows.stop - rows.start)
+
+    run_batches(len(split), batch_size, step)
+    bar.close()
+    assert out is not None
+    return out
 
 
 def extract_cached(
@@ -40,6 +56,7 @@ def extract_cached(
     batch_size: int = 128,
     progress: bool = True,
     desc: str = "features",
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> Tensor:
     """:func:`extract`, read from ``cache_file`` when it exists with the right number of rows."""
     if cache_file is not None and cache_file.exists():
@@ -49,7 +66,9 @@ def extract_cached(
                 return feats
         except Exception:
             pass  # unreadable cache entry: recompute and overwrite it
-    feats = extract(victim, split, device=device, batch_size=batch_size, progress=progress, desc=desc)
+    feats = extract(
+        victim, split, device=device, batch_size=batch_size, progress=progress, desc=desc, autocast=autocast
+    )
     if cache_file is not None:
         atomic_torch_save(feats, cache_file)
     return feats

@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from advbench.store import atomic_write_text
+from advbench.io import atomic_write_text
+from advbench.records import CraftRecord, EvalRecord, Record
 
 # Column order of results.csv; the README documents each one.
 COLUMNS = [
@@ -55,7 +56,16 @@ COLUMNS = [
     "advbench_version",
     "device",
 ]
-KEYS = ["dataset", "fit_dataset", "attack", "attack_params", "eps", "source_victim", "target_victim"]
+KEYS = [
+    "dataset",
+    "fit_dataset",
+    "attack",
+    "attack_params",
+    "eps",
+    "source_victim",
+    "target_victim",
+    "protocol",
+]
 DECIMALS = {
     "ssim": 4,
     "ms_ssim": 4,
@@ -68,36 +78,61 @@ DECIMALS = {
 }
 
 
-def results_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (cell, target victim) of every finished record, in :data:`COLUMNS` order."""
-    rows = []
-    for record in records:
-        if record.get("status") != "ok":
-            continue
-        cell, perceptual, prov = record["cell"], record["perceptual"], record.get("provenance", {})
-        for row in record["rows"]:
-            rows.append(
-                {
-                    **cell,
-                    "attack_params": json.dumps(cell["attack_params"], sort_keys=True, separators=(",", ":")),
-                    **row,
-                    "ssim": perceptual["ssim"],
-                    "ms_ssim": perceptual["ms_ssim"],
-                    "ms_ssim_setting": perceptual.get("ms_ssim_setting", ""),
-                    "linf": perceptual["linf"],
-                    "l2": perceptual["l2"],
-                    "l0": perceptual["l0"],
-                    "sec_per_image": record["sec_per_image"],
-                    "n_query": record["n_query"],
-                    "n_gallery": record["n_gallery"],
-                    "input_size": "x".join(str(s) for s in record["input_size"]),
-                    "protocol": record.get("protocol", "market"),
-                    "seed": record["seed"],
-                    "quantized": record["quantized"],
-                    "advbench_version": prov.get("advbench_version", ""),
-                    "device": prov.get("device", ""),
-                }
-            )
+def _row(craft: CraftRecord, ev: EvalRecord, white_drop: float | None) -> dict[str, Any]:
+    clean, adv = ev.clean, ev.adv
+    drop = clean.mAP - adv.mAP
+    perceptual = craft.perceptual
+    return {
+        "dataset": craft.dataset,
+        "fit_dataset": craft.fit_dataset,
+        "attack": craft.attack,
+        "attack_params": json.dumps(craft.attack_params, sort_keys=True, separators=(",", ":")),
+        "eps": craft.eps,
+        "source_victim": craft.source_victim,
+        "target_victim": ev.target_victim,
+        "setting": "whitebox" if ev.target_victim == craft.source_victim else "transfer",
+        "clean_mAP": clean.mAP,
+        "adv_mAP": adv.mAP,
+        "mAP_drop": drop,
+        "rel_mAP_drop": drop / clean.mAP if clean.mAP > 0 else float("nan"),
+        "transfer_rate": drop / white_drop if white_drop else float("nan"),
+        **{
+            f"{side}_rank{k}": getattr(s, f"rank{k}")
+            for k in (1, 5, 10)
+            for side, s in (("clean", clean), ("adv", adv))
+        },
+        "clean_mINP": clean.mINP,
+        "adv_mINP": adv.mINP,
+        "ssim": perceptual["ssim"],
+        "ms_ssim": perceptual["ms_ssim"],
+        "ms_ssim_setting": perceptual.get("ms_ssim_setting", ""),
+        "linf": perceptual["linf"],
+        "l2": perceptual["l2"],
+        "l0": perceptual["l0"],
+        "sec_per_image": craft.sec_per_image,
+        "n_query": craft.n_query,
+        "n_gallery": ev.n_gallery,
+        "input_size": "x".join(str(s) for s in craft.input_size),
+        "protocol": ev.protocol,
+        "seed": craft.seed,
+        "quantized": craft.quantized,
+        "advbench_version": craft.provenance.get("advbench_version", ""),
+        "device": craft.provenance.get("device", ""),
+    }
+
+
+def results_frame(records: Iterable[Record]) -> pd.DataFrame:
+    """One row per evaluation (craft x target victim) whose craft is among ``records``, in
+    :data:`COLUMNS` order; ``transfer_rate`` divides by the craft's own white-box drop."""
+    records = list(records)
+    crafts = {r.key: r for r in records if isinstance(r, CraftRecord)}
+    evals = [r for r in records if isinstance(r, EvalRecord) and r.craft_key in crafts]
+    white = {
+        (e.craft_key, e.protocol): e.clean.mAP - e.adv.mAP
+        for e in evals
+        if e.target_victim == crafts[e.craft_key].source_victim
+    }
+    rows = [_row(crafts[e.craft_key], e, white.get((e.craft_key, e.protocol))) for e in evals]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if frame.empty:
         return frame
@@ -198,7 +233,7 @@ def summary_markdown(
     return "\n".join(parts) + "\n"
 
 
-def write(records: Iterable[dict[str, Any]], out: Path) -> pd.DataFrame:
+def write(records: Iterable[Record], out: Path) -> pd.DataFrame:
     """Write every leaderboard file under ``out`` and return the long results frame.
 
     Transfer files left by an earlier run for cells no longer present are removed, so the folder

@@ -1,49 +1,24 @@
-"""The results store: one JSON record per finished cell, written atomically, read back on rerun.
+"""The results store: one JSON record per finished unit of work, written atomically, read back on rerun.
 
-A cell is (dataset, attack with its parameters and eps, source victim). Its record holds one row
-per target victim. Records are written to a temporary name and renamed, so a run killed at any
-point leaves only whole records, and a rerun skips exactly the cells already finished. A failed
-cell is recorded too (status ``failed`` with the message) and is tried again on the next run.
+Units are crafts (adversarial queries of one attack, eps and source victim), evaluations (a craft
+scored on one target victim) and fits (see :mod:`advbench.records`). Each record is written to a
+temporary name and renamed, so a run killed at any point leaves only whole records, and a rerun
+skips exactly the units already finished. A failed unit is recorded too and tried again next run.
+Only the driver process writes here; workers return records.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import torch
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
-    _atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` through a temporary file and a rename."""
-    _atomic_write(path, lambda f: torch.save(obj, f))
+from advbench.io import atomic_write_text
+from advbench.records import Record, from_json, to_json
 
 
 class ResultStore:
-    """Cell records under ``root`` (``<out>/.store``), one ``<key>.json`` each."""
+    """Records under ``root`` (``<out>/.store``), one ``<key>.json`` each."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -51,23 +26,26 @@ class ResultStore:
     def _path(self, key: str) -> Path:
         return self.root / f"{key}.json"
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        path = self._path(key)
-        if not path.exists():
-            return None
+    def get(self, key: str) -> Record | None:
+        """The record stored under ``key``; None when absent, unreadable or of an unknown kind."""
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None  # unreadable record: treat the cell as not done
+            return from_json(json.loads(self._path(key).read_text()))
+        except (OSError, ValueError):
+            return None
 
     def is_done(self, key: str) -> bool:
         record = self.get(key)
-        return record is not None and record.get("status") == "ok"
+        return record is not None and record.kind != "failed"
 
-    def put(self, key: str, record: dict[str, Any]) -> None:
-        atomic_write_text(self._path(key), json.dumps(record, indent=1, sort_keys=True, default=str))
+    def put(self, record: Record) -> None:
+        text = json.dumps(to_json(record), indent=1, sort_keys=True, default=str)
+        atomic_write_text(self._path(record.key), text)
 
-    def records(self) -> Iterator[dict[str, Any]]:
+    def discard(self, key: str) -> None:
+        """Remove the record under ``key`` (a failure that has since succeeded)."""
+        self._path(key).unlink(missing_ok=True)
+
+    def records(self) -> Iterator[Record]:
         for path in sorted(self.root.glob("*.json")):
             record = self.get(path.stem)
             if record is not None:

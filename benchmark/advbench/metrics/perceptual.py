@@ -1,7 +1,8 @@
 """How visible a perturbation is: L∞, L2, L0, SSIM and MS-SSIM between clean and adversarial images.
 
 Images are float ``[N, C, H, W]`` in [0, 1]. Per-image functions return a float64 tensor ``[N]``
-on the images' device; :func:`perceptual_report` averages them over a query set in batches.
+on the images' device; a :class:`PerceptualMeter` sums them batch by batch (while crafting) and
+:func:`perceptual_report` averages them over a whole set with one.
 
 Units and definitions:
 
@@ -30,6 +31,7 @@ from advbench.api import AdvbenchError
 __all__ = [
     "MS_SSIM_WEIGHTS",
     "MsSsimSetting",
+    "PerceptualMeter",
     "PerceptualReport",
     "l0",
     "l2",
@@ -177,36 +179,86 @@ class PerceptualReport:
     num_images: int
 
 
+def _check_range(name: str, t: Tensor) -> None:
+    lo, hi = (float(v) for v in torch.aminmax(t))
+    if not (lo >= -1e-6 and hi <= 1 + 1e-6):
+        raise AdvbenchError(f"{name} images must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+
+
+@dataclass
+class PerceptualMeter:
+    """Sums of the per-image metrics, fed batch by batch (:meth:`update`); :meth:`report` averages.
+
+    Lets a runner measure a query set while crafting it, without holding the whole set as floats.
+    Holds only the sums, the count and the image size (fixed by the first batch, which fixes the
+    MS-SSIM setting), so it is small and picklable. The report does not depend on the batching.
+    """
+
+    num_images: int = 0
+    size: tuple[int, int] | None = None
+    ssim_sum: float = 0.0
+    ms_ssim_sum: float = 0.0
+    linf_sum: float = 0.0
+    l2_sum: float = 0.0
+    l0_sum: float = 0.0
+
+    def update(self, clean: Tensor, adv: Tensor) -> None:
+        """Add a batch of float ``[n, C, H, W]`` pairs in [0, 1] (a tolerance of 1e-6 outside).
+
+        A batch that fails a check leaves the meter unchanged.
+        """
+        _check_pair(clean, adv)
+        size = (int(clean.shape[-2]), int(clean.shape[-1]))
+        if self.size is not None and size != self.size:
+            raise AdvbenchError(f"images of size {size[0]}x{size[1]} after {self.size[0]}x{self.size[1]}")
+        if clean.shape[0] == 0:
+            return
+        _check_range("clean", clean)
+        _check_range("adversarial", adv)
+        sums = (
+            float(ssim(clean, adv).sum()),
+            float(ms_ssim(clean, adv, ms_ssim_setting(*size)).sum()),
+            float(linf(clean, adv).sum()),
+            float(l2(clean, adv).sum()),
+            float(l0(clean, adv).sum()),
+        )
+        self.ssim_sum += sums[0]
+        self.ms_ssim_sum += sums[1]
+        self.linf_sum += sums[2]
+        self.l2_sum += sums[3]
+        self.l0_sum += sums[4]
+        self.num_images += int(clean.shape[0])
+        self.size = size
+
+    def report(self) -> PerceptualReport:
+        """Means over every image so far (``linf`` in 1/255 units); raises when there is none."""
+        if self.num_images == 0 or self.size is None:
+            raise AdvbenchError("no images to compare")
+        n = self.num_images
+        setting = ms_ssim_setting(*self.size)
+        return PerceptualReport(
+            ssim=self.ssim_sum / n,
+            ms_ssim=self.ms_ssim_sum / n,
+            linf=self.linf_sum / n * 255.0,
+            l2=self.l2_sum / n,
+            l0=self.l0_sum / n,
+            ms_ssim_setting=str(setting) if setting is not None else "none",
+            num_images=n,
+        )
+
+
 def perceptual_report(clean: Tensor, adv: Tensor, batch_size: int = 64) -> PerceptualReport:
     """Mean SSIM, MS-SSIM, L∞ (/255), L2 and L0 of ``adv`` against ``clean``, ``batch_size`` at a time.
 
-    Both are float ``[N, 3, H, W]`` in [0, 1] (a tolerance of 1e-6 is allowed outside).
+    Both are float ``[N, 3, H, W]`` in [0, 1] (a tolerance of 1e-6 is allowed outside); a
+    :class:`PerceptualMeter` fed with consecutive batches.
     """
     _check_pair(clean, adv)
-    n = clean.shape[0]
-    if n == 0:
+    if clean.shape[0] == 0:
         raise AdvbenchError("no images to compare")
     if batch_size < 1:
         raise AdvbenchError(f"batch_size must be >= 1, got {batch_size}")
-    for name, t in (("clean", clean), ("adversarial", adv)):
-        lo, hi = float(t.min()), float(t.max())
-        if not (lo >= -1e-6 and hi <= 1 + 1e-6):
-            raise AdvbenchError(f"{name} images must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
-    setting = ms_ssim_setting(clean.shape[-2], clean.shape[-1])
-    sums = dict.fromkeys(("ssim", "ms_ssim", "linf", "l2", "l0"), 0.0)
-    for s in range(0, n, batch_size):
-        c, a = clean[s : s + batch_size], adv[s : s + batch_size]
-        sums["ssim"] += float(ssim(c, a).sum())
-        sums["ms_ssim"] += float(ms_ssim(c, a, setting).sum())
-        sums["linf"] += float(linf(c, a).sum())
-        sums["l2"] += float(l2(c, a).sum())
-        sums["l0"] += float(l0(c, a).sum())
-    return PerceptualReport(
-        ssim=sums["ssim"] / n,
-        ms_ssim=sums["ms_ssim"] / n,
-        linf=sums["linf"] / n * 255.0,
-        l2=sums["l2"] / n,
-        l0=sums["l0"] / n,
-        ms_ssim_setting=str(setting) if setting is not None else "none",
-        num_images=n,
-    )
+    meter = PerceptualMeter()
+    for s in range(0, clean.shape[0], batch_size):
+        meter.update(clean[s : s + batch_size], adv[s : s + batch_size])
+    return meter.report()

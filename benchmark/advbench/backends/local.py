@@ -1,0 +1,29 @@
+"""The local backend: tasks one after another in this process, sharing one context (and its loaded victims)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from advbench.backends import Backend, Task, TaskFailed, failure_message
+from advbench.context import TaskContext, WorkerEnv
+from advbench.plugins import Registry
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, env: WorkerEnv, registry: Registry | None = None) -> None:
+        self.ctx = TaskContext(env, registry)
+
+    def map(
+        self, fn: Task, calls: Sequence[tuple[Any, ...]], *, gpu: bool = True
+    ) -> Iterator[tuple[int, Any]]:
+        for i, args in enumerate(calls):
+            try:
+                result = fn(self.ctx, *args)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:
+                result = TaskFailed(failure_message(exc))
+            yield i, result

@@ -1,0 +1,97 @@
+"""Clean features and scores of a dataset: what every cell of the dataset shares.
+
+For each victim, the clean gallery and query features are extracted once (cached on disk by the
+victim's weights and the images) and the clean queries are scored once. A :class:`CleanSet` is
+built by the driver and shipped once per dataset to the workers (the object store on Ray), so no
+cell recomputes any of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+from advbench.api import FeatureBank, ImageSplit
+from advbench.context import TaskContext
+from advbench.features import extract_cached
+from advbench.metrics.reid import (
+    GalleryIndex,
+    ReidScores,
+    distance_matrix,
+    evaluate_cuhk03_classic,
+    evaluate_queries,
+    prepare_gallery,
+)
+from advbench.utils import stable_hash
+from advbench.victims import VictimRef
+
+
+@dataclass
+class CleanVictim:
+    """One victim's clean view of a dataset."""
+
+    ref: VictimRef
+    gallery: FeatureBank
+    index: GalleryIndex
+    query_features: Tensor
+    scores: ReidScores
+
+
+@dataclass
+class CleanSet:
+    """A dataset's query images and every victim's clean features; what cells of the dataset share."""
+
+    dataset: str
+    query: ImageSplit
+    victims: dict[str, CleanVictim] = field(default_factory=dict)
+
+
+def score(
+    features: Tensor, bank: FeatureBank, index: GalleryIndex, query: ImageSplit, protocol: str, seed: int
+) -> ReidScores:
+    """Scores of query ``features`` against a victim's clean gallery under ``protocol``.
+
+    ``market`` (every dataset's default) or ``cuhk03-classic`` (single-gallery-shot CMC).
+    """
+    if protocol == "cuhk03-classic":
+        distmat = distance_matrix(features, bank.features, index.distance)
+        return evaluate_cuhk03_classic(distmat, query.pids, bank.pids, query.camids, bank.camids, seed=seed)
+    return evaluate_queries(features, index, query.pids, query.camids)
+
+
+def feature_cache_key(ref: VictimRef, split: str, amp: bool) -> str:
+    """Cache key of a victim's clean features of one split (the weights fix the model and dataset)."""
+    size = list(ref.input_size)
+    return stable_hash(ref.weights_id, ref.dataset_fingerprint, split, size, *(["amp"] if amp else []))
+
+
+def compute_clean(
+    ref: VictimRef,
+    query: ImageSplit,
+    gallery: ImageSplit,
+    ctx: TaskContext,
+    *,
+    batch_size: int,
+    protocol: str,
+    seed: int,
+) -> CleanVictim:
+    """Extract (or read from the cache) ``ref``'s clean query and gallery features and score them."""
+    model = ctx.victim(ref)
+    amp = ctx.env.amp and ctx.device.type == "cuda"
+    feats = {}
+    for split_name, split in (("query", query), ("gallery", gallery)):
+        feats[split_name] = extract_cached(
+            model,
+            split,
+            cache_file=ctx.cache / "features" / f"{feature_cache_key(ref, split_name, amp)}.pt",
+            device=ctx.device,
+            batch_size=batch_size,
+            progress=ctx.progress,
+            desc=f"{ref.name} {split_name} features",
+            autocast=ctx.autocast,
+        )
+    bank = FeatureBank(feats["gallery"], gallery.pids, gallery.camids)
+    index = prepare_gallery(bank.features, bank.pids, bank.camids, model.distance)
+    scores = score(feats["query"], bank, index, query, protocol, seed)
+    return CleanVictim(ref, bank, index, feats["query"], scores)

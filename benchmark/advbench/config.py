@@ -1,0 +1,57 @@
+"""``RunConfig``: everything one ``advbench run`` depends on, and where caches and data live by default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROTOCOLS = ("market", "cuhk03-classic")
+BACKENDS = ("local", "ray")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ADVBENCH_CACHE", Path.home() / ".cache" / "advbench")).expanduser()
+
+
+def default_data_root() -> Path | None:
+    root = os.environ.get("ADVBENCH_DATA")
+    return Path(root).expanduser() if root else None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``advbench run`` depends on (the CLI fills it from its flags).
+
+    ``threads`` pins torch's intra-op threads in every task (0: torch's default in-process; one
+    per task on Ray), so that both backends do the same arithmetic. ``amp`` runs victims under
+    CUDA autocast (bf16) while crafting and extracting features; it is ignored on CPU.
+    """
+
+    datasets: str = "default"
+    victims: str = "default"
+    attacks: str = "default"
+    eps: tuple[float, ...] = (16.0,)
+    out: Path = Path("leaderboards")
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    data_root: Path | None = field(default_factory=default_data_root)
+    device: str = "auto"
+    seed: int = 0
+    victim_weights: Mapping[str, Path] = field(default_factory=dict)
+    attack_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    dataset_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    victim_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    train_steps: int | None = None
+    train_missing: bool = False
+    fit_on: str | None = None
+    input_size: tuple[int, int] | None = None
+    batch_size: int = 64
+    quantize: bool = True
+    protocol: str = "market"
+    progress: bool = True
+    backend: str = "local"
+    address: str | None = None
+    threads: int = 0
+    amp: bool = False

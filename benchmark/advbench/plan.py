@@ -1,0 +1,238 @@
+"""The plan of a run as data, before anything runs: fits, crafts and evaluations, each with its key.
+
+``build_plan`` turns a :class:`~advbench.config.RunConfig`, the registry's attacks and the
+resolved victim refs into tasks; nothing here touches torch, images or models. Keys hash exactly
+what a result depends on:
+
+* a **fit** (a learning attack trained on a source victim): the attack, its version, params and
+  eps, the source's weights, the fit dataset's fingerprint and the run seed;
+* a **craft** (adversarial queries): the dataset, the attack, its version, params and eps, the
+  source's weights, the fit it uses, the seed, quantisation and batch size, never the targets;
+* an **evaluation**: the craft and the target's weights, with the evaluation protocol.
+
+Every random draw of a fit or a craft is seeded from its own key, so adding a victim to a finished
+grid evaluates the stored adversarial queries on it and recomputes nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from advbench.config import RunConfig
+from advbench.plugins import Registry
+from advbench.utils import stable_hash
+from advbench.victims import VictimRef
+
+CRAFT_VERSION = "2"
+EVAL_VERSION = "1"
+FIT_VERSION = "2"
+
+
+@dataclass(frozen=True)
+class AttackChoice:
+    """An attack of the run with its resolved parameters."""
+
+    name: str
+    variant: str | None
+    version: str
+    params: tuple[tuple[str, Any], ...]
+    learns: bool
+
+    def build_kwargs(self, eps: float) -> dict[str, Any]:
+        variant = {"variant": self.variant} if self.variant is not None else {}
+        return {"eps": eps, **dict(self.params), **variant}
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """Train a learning attack on ``source``'s weights and its dataset's train split."""
+
+    key: str
+    attack: AttackChoice
+    eps: float
+    source: VictimRef
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"fit {self.attack.name} eps={self.eps:g} on {self.source.label}"
+
+
+@dataclass(frozen=True)
+class CraftTask:
+    """Adversarial queries of ``dataset`` crafted on ``source`` (after ``fit``, for learning attacks)."""
+
+    key: str
+    dataset: str
+    attack: AttackChoice
+    eps: float
+    source: VictimRef
+    fit: FitTask | None
+    seed: int
+    quantize: bool
+    batch_size: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset} | {self.attack.name} eps={self.eps:g} | source {self.source.name}"
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """Score a craft's adversarial queries on ``target`` (white-box when it is the source)."""
+
+    key: str
+    craft_key: str
+    target: VictimRef
+    protocol: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The unit a backend runs: one craft (done now, or already stored) and its evaluations."""
+
+    craft: CraftTask
+    evals: tuple[EvalTask, ...]
+    crafted: bool = False
+
+
+@dataclass
+class Plan:
+    """Every task of a run; :meth:`victims` lists the weights they need."""
+
+    fits: list[FitTask] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)
+
+    def victims(self) -> list[VictimRef]:
+        refs: dict[VictimRef, None] = {}
+        for fit in self.fits:
+            refs[fit.source] = None
+        for cell in self.cells:
+            refs[cell.craft.source] = None
+            refs.update(dict.fromkeys(e.target for e in cell.evals))
+        return list(refs)
+
+
+def attack_choices(config: RunConfig, registry: Registry) -> list[AttackChoice]:
+    """The run's attacks with their parameters (defaults, then ``--attack-param``)."""
+    out = []
+    for name in registry.select("attack", config.attacks):
+        entry, variant = registry.get("attack", name)
+        params = {**entry.spec.defaults, **config.attack_params.get(name, {})}
+        out.append(
+            AttackChoice(
+                name=name,
+                variant=variant,
+                version=entry.spec.version,
+                params=tuple(sorted(params.items())),
+                learns=_learns(entry.spec.build, variant, params),
+            )
+        )
+    return out
+
+
+def _learns(build: Any, variant: str | None, params: dict[str, Any]) -> bool:
+    """Whether the attack fits on a train split; one that cannot be built counts as learning (its
+    fit then fails with the real error)."""
+    try:
+        attack = build(**params, **({"variant": variant} if variant is not None else {}))
+    except Exception:
+        return True
+    return bool(attack.needs_fit)
+
+
+def _seed(key: str) -> int:
+    return int(key[:8], 16)
+
+
+def fit_task(attack: AttackChoice, eps: float, source: VictimRef, run_seed: int) -> FitTask:
+    key = stable_hash(
+        "fit",
+        FIT_VERSION,
+        attack.name,
+        attack.variant,
+        attack.version,
+        dict(attack.params),
+        eps,
+        source.name,
+        source.weights_id,
+        source.dataset,
+        source.dataset_fingerprint,
+        run_seed,
+    )
+    return FitTask(key=key, attack=attack, eps=eps, source=source, seed=_seed(key))
+
+
+def build_plan(
+    config: RunConfig,
+    attacks: Sequence[AttackChoice],
+    victims: Mapping[str, Sequence[VictimRef]],
+    fit_victims: Mapping[str, VictimRef] | None = None,
+) -> Plan:
+    """Fits and cells for every (dataset, attack, eps, source victim) of the run.
+
+    ``victims`` maps each dataset to the refs of its victims (sources and targets alike);
+    ``fit_victims`` maps a victim name to its ref on the ``--fit-on`` dataset.
+    """
+    plan = Plan()
+    fits: dict[str, FitTask] = {}
+    for dataset, refs in victims.items():
+        for attack in attacks:
+            for eps in config.eps:
+                for source in refs:
+                    fit = None
+                    if attack.learns:
+                        fit_source = (fit_victims or {}).get(source.name) if config.fit_on else source
+                        if fit_source is None:  # no weights on the --fit-on dataset (a failure of its own)
+                            continue
+                        task = fit_task(attack, eps, fit_source, config.seed)
+                        fit = fits.setdefault(task.key, task)
+                    craft = _craft(config, dataset, attack, float(eps), source, fit)
+                    evals = tuple(_eval(config, craft, target) for target in refs)
+                    plan.cells.append(Cell(craft, evals))
+    plan.fits = list(fits.values())
+    return plan
+
+
+def _craft(
+    config: RunConfig, dataset: str, attack: AttackChoice, eps: float, source: VictimRef, fit: FitTask | None
+) -> CraftTask:
+    key = stable_hash(
+        "craft",
+        CRAFT_VERSION,
+        dataset,
+        source.dataset_fingerprint,
+        attack.name,
+        attack.variant,
+        attack.version,
+        dict(attack.params),
+        eps,
+        source.name,
+        source.weights_id,
+        fit.key if fit else None,
+        config.seed,
+        config.quantize,
+        config.batch_size,
+        length=24,
+    )
+    return CraftTask(
+        key=key,
+        dataset=dataset,
+        attack=attack,
+        eps=eps,
+        source=source,
+        fit=fit,
+        seed=_seed(key),
+        quantize=config.quantize,
+        batch_size=config.batch_size,
+    )
+
+
+def _eval(config: RunConfig, craft: CraftTask, target: VictimRef) -> EvalTask:
+    key = stable_hash(
+        "eval", EVAL_VERSION, craft.key, target.name, target.weights_id, config.protocol, length=24
+    )
+    return EvalTask(key=key, craft_key=craft.key, target=target, protocol=config.protocol, seed=config.seed)

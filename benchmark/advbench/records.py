@@ -1,0 +1,116 @@
+"""The typed records a run produces, as the store keeps them and the leaderboard reads them.
+
+A *craft* is one (dataset, attack with params and eps, source victim): the adversarial queries and
+what they cost and look like. An *evaluation* is one craft scored on one target victim (the source
+itself for the white-box row, any other victim for transfer). A *fit* is a learning attack trained
+on a source victim. Records are JSON objects with a ``kind``; a failed unit of work is a
+:class:`FailedRecord`, which a rerun tries again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["craft", "eval", "fit", "failed"]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Retrieval scores in percent (mAP, rank-1/5/10, mINP) of one query set."""
+
+    mAP: float
+    rank1: float
+    rank5: float
+    rank10: float
+    mINP: float
+
+
+@dataclass(frozen=True)
+class CraftRecord:
+    key: str
+    dataset: str
+    fit_dataset: str
+    attack: str
+    attack_params: dict[str, Any]
+    eps: float
+    source_victim: str
+    source_checkpoint: str
+    source_weights_id: str
+    perceptual: dict[str, Any]
+    sec_per_image: float
+    fit_seconds: float
+    n_query: int
+    input_size: tuple[int, int]
+    seed: int
+    quantized: bool
+    batch_size: int
+    adv_file: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+    kind: Kind = "craft"
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    key: str
+    craft_key: str
+    dataset: str
+    target_victim: str
+    target_weights_id: str
+    protocol: str
+    n_gallery: int
+    clean: Scores
+    adv: Scores
+    provenance: dict[str, Any] = field(default_factory=dict)
+    kind: Kind = "eval"
+
+
+@dataclass(frozen=True)
+class FitRecord:
+    key: str
+    attack: str
+    source_victim: str
+    fit_dataset: str
+    fit_seconds: float
+    kind: Kind = "fit"
+
+
+@dataclass(frozen=True)
+class FailedRecord:
+    key: str
+    label: str
+    error: str
+    failed: Literal["craft", "eval", "fit", "train", "clean"]
+    kind: Kind = "failed"
+
+
+Record = CraftRecord | EvalRecord | FitRecord | FailedRecord
+_TYPES: dict[str, type] = {"craft": CraftRecord, "eval": EvalRecord, "fit": FitRecord, "failed": FailedRecord}
+
+
+def to_json(record: Record) -> dict[str, Any]:
+    return dataclasses.asdict(record)
+
+
+def from_json(data: Any) -> Record | None:
+    """The record a JSON object holds, or None when it is not one this version knows."""
+    if not isinstance(data, dict) or data.get("kind") not in _TYPES:
+        return None
+    cls = _TYPES[data["kind"]]
+    names = {f.name for f in dataclasses.fields(cls)}
+    if not names >= set(data) or any(
+        f.name not in data
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ):
+        return None
+    values = dict(data)
+    if cls is EvalRecord:
+        values["clean"], values["adv"] = Scores(**values["clean"]), Scores(**values["adv"])
+    if cls is CraftRecord:
+        values["input_size"] = tuple(values["input_size"])
+    try:
+        return cls(**values)
+    except TypeError:
+        return None

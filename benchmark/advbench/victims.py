@@ -1,0 +1,188 @@
+"""Victims as picklable references: which weights a (victim, dataset) uses, training them, loading them.
+
+A :class:`VictimRef` names a victim's weights without holding them: the user's file, a cached
+advbench checkpoint, or a checkpoint still to be trained. Planning, store keys and tasks sent to
+other processes carry refs; :class:`VictimLoader` turns them into models where the work happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from advbench import checkpoints
+from advbench.api import AdvbenchError, ImageSplit, ReidDataset, TrainRecipe, Victim
+from advbench.config import RunConfig
+from advbench.plugins import Registry
+
+Origin = Literal["user", "cache", "train"]
+
+
+@dataclass(frozen=True)
+class VictimRef:
+    """The weights of victim ``name`` for ``dataset``: where they are (or will be) and their identity.
+
+    ``weights_id`` is the content hash of a user file or the cache key of an advbench checkpoint;
+    every key downstream (features, fits, crafts, evaluations) is derived from it. ``origin`` is
+    ``train`` while the checkpoint does not exist yet.
+    """
+
+    name: str
+    dataset: str
+    checkpoint: str
+    weights_id: str
+    origin: Origin
+    input_size: tuple[int, int]
+    params: tuple[tuple[str, Any], ...] = ()
+    recipe: TrainRecipe = field(default_factory=TrainRecipe)
+    num_classes: int = 0
+    dataset_fingerprint: str = ""
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} on {self.dataset}"
+
+
+def _setup(name: str, config: RunConfig, registry: Registry) -> tuple[Any, dict[str, Any], TrainRecipe]:
+    entry, variant = registry.get("victim", name)
+    params = {**entry.spec.defaults, **config.victim_params.get(name, {})}
+    if variant is not None:
+        params["variant"] = variant
+    recipe = entry.spec.recipe
+    if config.train_steps is not None:
+        recipe = dataclasses.replace(recipe, steps=config.train_steps)
+    return entry, params, recipe
+
+
+def resolve(
+    name: str,
+    data: ReidDataset,
+    input_size: tuple[int, int],
+    config: RunConfig,
+    registry: Registry,
+    embedded: bool,
+    *,
+    train_missing: bool | None = None,
+) -> VictimRef:
+    """The ref of ``name``'s weights for ``data``: user file, else cache, else to be trained.
+
+    Raises :class:`AdvbenchError` saying what to do when there are no weights and training is not
+    allowed (real datasets need ``--train-missing`` or ``advbench train``).
+    """
+    from advbench.utils import file_hash
+
+    entry, params, recipe = _setup(name, config, registry)
+    common = dict(
+        name=name,
+        dataset=data.name,
+        input_size=tuple(input_size),
+        params=tuple(sorted(params.items())),
+        recipe=recipe,
+        num_classes=data.num_train_pids,
+        dataset_fingerprint=data.fingerprint,
+        seed=config.seed,
+    )
+    if name in config.victim_weights:
+        path = Path(config.victim_weights[name])
+        if not path.is_file():
+            raise AdvbenchError(f"--victim-weights {name}={path}: no such file")
+        return VictimRef(checkpoint=str(path), weights_id=file_hash(path), origin="user", **common)
+    key = checkpoints.victim_key(
+        name, params, entry.spec.version, data.fingerprint, input_size, recipe, config.seed
+    )
+    path = checkpoints.cached_checkpoint(config.cache_dir, name, data.name, key)
+    if path.exists():
+        return VictimRef(checkpoint=str(path), weights_id=key, origin="cache", **common)
+    allowed = config.train_missing if train_missing is None else train_missing
+    if not (embedded or allowed):
+        raise AdvbenchError(
+            f"no checkpoint of victim {name!r} for dataset {data.name!r}: train one with "
+            f"`advbench train --victim {name} --dataset {data.name}`, pass --train-missing, "
+            f"or give --victim-weights {name}=PATH"
+        )
+    return VictimRef(checkpoint=str(path), weights_id=key, origin="train", **common)
+
+
+def is_default(name: str, registry: Registry) -> bool:
+    return bool(getattr(registry.get("victim", name)[0].spec, "default", False))
+
+
+def train(
+    ref: VictimRef,
+    split: ImageSplit,
+    *,
+    registry: Registry,
+    device: Any,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> dict[str, float]:
+    """Train ``ref``'s victim on ``split`` and save it at ``ref.checkpoint``; returns loss and timing.
+
+    The initial weights are drawn under ``ref.seed`` (part of the recipe), so a training is
+    reproducible bit for bit on the same machine.
+    """
+    import torch
+
+    from advbench.training import train_victim
+
+    entry, _ = registry.get("victim", ref.name)
+    params = dict(ref.params)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ref.seed)
+        model = entry.spec.build(num_classes=ref.num_classes, input_size=ref.input_size, **params)
+    log(f"training {ref.label} ({ref.recipe.steps} steps, {ref.num_classes} ids) -> {ref.checkpoint}")
+    stats = train_victim(
+        model, split, ref.recipe, device=device, seed=ref.seed, progress=progress, desc=f"train {ref.name}"
+    )
+    checkpoints.save_checkpoint(
+        Path(ref.checkpoint),
+        model,
+        name=ref.name,
+        params={k: v for k, v in params.items() if k != "variant"},
+        dataset=ref.dataset,
+        dataset_fingerprint=ref.dataset_fingerprint,
+        recipe=ref.recipe,
+        seed=ref.seed,
+        train_stats=stats,
+    )
+    log(f"trained {ref.label} in {stats['train_seconds']:.0f} s (final loss {stats['final_loss']:.3f})")
+    return stats
+
+
+def load(ref: VictimRef, registry: Registry) -> Victim:
+    """The model behind ``ref`` (on CPU, in eval mode): an advbench checkpoint or the spec's ``load``."""
+    path = Path(ref.checkpoint)
+    if ref.origin == "train" and not path.exists():
+        raise AdvbenchError(f"victim {ref.label} has not been trained yet ({path} is missing)")
+    blob = checkpoints.read_checkpoint(path)
+    if blob is not None:
+        return checkpoints.build_from_checkpoint(blob, registry, path)
+    if ref.origin != "user":
+        raise AdvbenchError(f"cached checkpoint {path} is not an advbench checkpoint; delete it")
+    entry, _ = registry.get("victim", ref.name)
+    if entry.spec.load is None:
+        raise AdvbenchError(
+            f"{path} is not an advbench checkpoint and victim {ref.name!r} has no loader for other formats"
+        )
+    params = {k: v for k, v in ref.params if k != "variant"}
+    return entry.spec.load(path, input_size=ref.input_size, **params)
+
+
+class VictimLoader:
+    """Loads each ref once per process and keeps it on ``device``, frozen, in eval mode."""
+
+    def __init__(self, registry: Registry, device: Any) -> None:
+        self.registry = registry
+        self.device = device
+        self._models: dict[VictimRef, Victim] = {}
+
+    def __call__(self, ref: VictimRef) -> Victim:
+        if ref not in self._models:
+            model = load(ref, self.registry)
+            self._models[ref] = model.to(self.device).eval().requires_grad_(False)
+        return self._models[ref]
