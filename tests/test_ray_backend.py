@@ -6,7 +6,6 @@ import os
 import sys
 from pathlib import Path
 
-import cloudpickle
 import pandas as pd
 import pytest
 from conftest import TINY_SYNTHETIC, TINY_VICTIMS
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # test task bodies travel by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # test task bodies travel by value
     yield
     ray.shutdown()
 

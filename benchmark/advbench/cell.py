@@ -10,6 +10,7 @@ crafting them again. :func:`compute_cell` returns records; only the driver write
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -110,8 +111,11 @@ def craft(
         writer.write(block.cpu().numpy())
         elapsed += seconds
 
+    def shrink(batch: int) -> None:
+        print(f"{task.label}: out of memory, crafting {batch} queries at a time", file=sys.stderr)
+
     with NpyWriter(path, (len(query), *query.images.shape[1:]), dtype) as writer:
-        run_batches(len(query), task.batch_size, step)
+        run_batches(len(query), task.batch_size, step, on_shrink=shrink)
     report = meter.report()
     return CraftRecord(
         key=task.key,
