@@ -46,7 +46,7 @@ def _randomise(victim: DGNetVictim, seed: int = 0) -> DGNetVictim:
 
 
 def _official_keys(num_classes: int) -> dict[str, tuple[int, ...]]:
-    """Key names and shapes of an official id_*.pt, written from shared/reference/dgnet.md §1.2/§2.3.
+    """Key names and shapes of an official id_*.pt, written from the official code (GitHub `NVlabs/DG-Net`, `reIDmodel.py` ft_netAB) and torchvision ResNet-50 naming.
 
     Independent of torchvision and of the plugin: ResNet-50 (blocks 3, 4, 6, 3; Bottleneck
     conv1/conv2/conv3 + bn1/bn2/bn3, downsample.0 conv + downsample.1 BN in block 0), fc 2048->1000,

@@ -30,7 +30,6 @@ import re
 import shutil
 import struct
 import time
-import uuid
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from advbench.api import AdvbenchError, DatasetSpec, ReidDataset, Sample
+from advbench.io import atomic_directory
 
 GENERATOR_VERSION = "1.0"
 """Bump whenever a change alters any pixel: the cache key and fingerprint include it."""
@@ -690,18 +690,9 @@ def _materialise(
     if final.exists():  # incomplete or from another generator version: it is our cache, rebuild it
         shutil.rmtree(final)
     _clean_stale(parent, key)
-    tmp = parent / f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_directory(final) as tmp:  # another process may finish first: then its copy is kept
         manifest = _generate(params, tmp)
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first: keep its copy if it is complete
-            if _list_complete(final) is None:
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     done = _list_complete(final)
     if done is None:
         raise AdvbenchError(f"synthetic: generated dataset at {final} is incomplete")

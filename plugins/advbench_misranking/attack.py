@@ -2,7 +2,8 @@
 
 Mis-Ranking GAN (Wang et al., CVPR 2020, "Transferable, Controllable, and Inconspicuous Adversarial
 Attacks on Person Re-identification With Deep Mis-Ranking"), re-implemented from the paper and the
-behaviour of the official code documented in shared/reference/misranking.md; no official code is used.
+behaviour of the official code (GitHub whj363636/Adversarial-attack-on-Person-ReID-With-Deep-Mis-Ranking);
+no official code is used.
 
 Deviations from the official code (details and reasons in docs/misranking.md):
 
@@ -29,7 +30,6 @@ Deviations from the official code (details and reasons in docs/misranking.md):
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from advbench.api import AdvbenchError, Attack, FeatureBank, ImageSplit, Victim
+from advbench.io import atomic_torch_save
 from advbench_misranking.budget import bound_perturbation
 from advbench_misranking.config import MisRankingConfig, make_config
 from advbench_misranking.trainer import GanTrainer, Networks, build_networks
@@ -111,10 +112,7 @@ class MisRankingAttack(Attack):
             "mask_head": None if self.nets.mask_head is None else self.nets.mask_head.state_dict(),
             "history": self.nets.history,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(state, path)
 
     def _load(self, path: Path, device: torch.device) -> Networks:
         state = torch.load(path, map_location=device, weights_only=True)
