@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from advbench.api import AdvbenchError
 from advbench.metrics.perceptual import (
     MS_SSIM_WEIGHTS,
+    PerceptualMeter,
     l0,
     l2,
     linf,
@@ -134,3 +136,66 @@ def test_bad_inputs() -> None:
         perceptual_report(x, x * 255)
     with pytest.raises(AdvbenchError, match="float"):
         linf((x * 255).to(torch.uint8), (x * 255).to(torch.uint8))
+
+
+def perturbed(n: int, h: int, w: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x = images(n, h, w, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    adv = (x + torch.empty_like(x).uniform_(-8 / 255, 8 / 255, generator=g)).clamp(0, 1)
+    adv[:, :, : h // 2] = x[:, :, : h // 2]  # half of each image untouched: L0 is not trivial
+    return x, (adv * 255).round() / 255
+
+
+def test_meter_batches_of_any_size_give_one_report() -> None:
+    x, adv = perturbed(7, 128, 64, seed=3)
+    whole = perceptual_report(x, adv)  # one batch
+    meter = PerceptualMeter()
+    for s, e in ((0, 1), (1, 4), (4, 4), (4, 6), (6, 7)):  # sizes 1, 3, 0, 2, 1
+        meter.update(x[s:e], adv[s:e])
+    r = meter.report()
+    assert r.num_images == 7 and r.ms_ssim_setting == whole.ms_ssim_setting == "win3-5scales"
+    for field in ("ssim", "ms_ssim", "linf", "l2", "l0"):
+        assert getattr(r, field) == pytest.approx(getattr(whole, field), rel=1e-6), field
+    # and the means are those of the per-image functions
+    assert r.linf == pytest.approx(linf(x, adv).mean().item() * 255, rel=1e-12)
+    assert r.l2 == pytest.approx(l2(x, adv).mean().item(), rel=1e-12)
+    assert r.l0 == pytest.approx(l0(x, adv).mean().item(), rel=1e-12)
+    assert r.ms_ssim == pytest.approx(ms_ssim(x, adv).mean().item(), rel=1e-6)
+    assert 0.0 < r.l0 < 0.51 and 0.5 < r.ssim < 1.0
+
+
+def test_report_is_a_meter_fed_with_its_batches() -> None:
+    x, adv = perturbed(5, 128, 64, seed=4)
+    meter = PerceptualMeter()
+    for s in range(0, 5, 2):
+        meter.update(x[s : s + 2], adv[s : s + 2])
+    assert meter.report() == perceptual_report(x, adv, batch_size=2)  # the very same sums
+
+
+def test_meter_pickles_midway() -> None:
+    x, adv = perturbed(4, 128, 64, seed=5)
+    meter = PerceptualMeter()
+    meter.update(x[:2], adv[:2])
+    resumed = pickle.loads(pickle.dumps(meter))
+    for m in (meter, resumed):
+        m.update(x[2:], adv[2:])
+    assert resumed.report() == meter.report()
+
+
+def test_meter_bad_inputs_leave_it_unchanged() -> None:
+    x, adv = perturbed(2, 64, 32, seed=6)
+    meter = PerceptualMeter()
+    with pytest.raises(AdvbenchError, match="no images to compare"):
+        meter.report()
+    meter.update(x, adv)
+    before = pickle.dumps(meter)
+    with pytest.raises(AdvbenchError, match="size 32x32 after 64x32"):
+        meter.update(x[..., :32, :], adv[..., :32, :])
+    with pytest.raises(AdvbenchError, match=r"adversarial images must be in \[0, 1\]"):
+        meter.update(x, adv + 0.5)
+    with pytest.raises(AdvbenchError, match="differ in shape"):
+        meter.update(x, adv[:1])
+    with pytest.raises(AdvbenchError, match="float"):
+        meter.update((x * 255).to(torch.uint8), (adv * 255).to(torch.uint8))
+    assert pickle.dumps(meter) == before
+    assert meter.report().num_images == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -10,11 +11,15 @@ import torch
 
 from advbench.api import AdvbenchError
 from advbench.metrics.reid import (
+    GalleryIndex,
     ReidScores,
     distance_matrix,
     evaluate,
     evaluate_cuhk03_classic,
     evaluate_features,
+    evaluate_queries,
+    gallery_distances,
+    prepare_gallery,
 )
 
 
@@ -292,3 +297,154 @@ def test_evaluate_features_leaves_inputs_untouched(dtype: torch.dtype) -> None:
         50,
     )
     assert_matches_reference(s, ref, 50)
+
+
+# ------------------------------------------------------------------------ prepared gallery
+def unit_features(q_pids: np.ndarray, g_pids: np.ndarray, seed: int, dim: int = 32):
+    """Query and gallery rows with four entries of +-0.5 (norm exactly 1) near their id's pattern.
+
+    Every distance is then exact in float32 and float64 alike (multiples of 1/4), so exact ties
+    are plentiful and the float64 reference must agree with the float32 path on the very order.
+    Each image moves each of its identity's four entries elsewhere with probability 0.35.
+    """
+    rng = np.random.default_rng(seed)
+    ids = np.union1d(q_pids, g_pids)
+    pattern = {p: (rng.choice(dim, 4, replace=False), rng.choice([-0.5, 0.5], 4)) for p in ids}
+
+    def images(pids: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(pids), dim), dtype=np.float32)
+        for i, p in enumerate(pids):
+            pos, sign = pattern[p][0].copy(), pattern[p][1]
+            for k in np.flatnonzero(rng.random(4) < 0.35):
+                pos[k] = rng.choice(np.setdiff1d(np.arange(dim), pos))
+            out[i, pos] = sign
+        return out
+
+    return images(q_pids), images(g_pids)
+
+
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+@pytest.mark.parametrize("chunk_size", [None, 1, 7])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_prepared_gallery_matches_reference(distance: str, chunk_size: int | None, seed: int) -> None:
+    _, qp, gp, qc, gc = random_problem(seed)  # junk, pid-100+ distractors, queries without a match
+    qf, gf = unit_features(qp, gp, seed)
+    ref_dist = reference_features(qf, gf, distance)
+    ref = reference_market(ref_dist, qp, gp, qc, gc, max_rank=20)
+    assert ref[3] < len(qp) and 0.1 < ref[0] < 0.95
+    assert all(len(np.unique(row)) < len(row) / 2 for row in ref_dist)  # ties everywhere
+    index = prepare_gallery(gf, gp, gc, distance)  # type: ignore[arg-type]
+    s = evaluate_queries(qf, index, qp, qc, max_rank=20, chunk_size=chunk_size)
+    assert_matches_reference(s, ref, 20)
+    d = gallery_distances(qf, index)
+    assert d.dtype == torch.float32
+    np.testing.assert_array_equal(d.numpy(), ref_dist.astype(np.float32))  # exact here
+
+
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+def test_prepared_gallery_continuous_features(distance: str) -> None:
+    """Float32 distances of clustered continuous features: within 1e-6 of float64, same scores."""
+    _, qp, gp, qc, gc = random_problem(7)
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(200, 24))
+    qf = (centres[qp] + rng.normal(size=(len(qp), 24))).astype(np.float32)
+    gf = (centres[gp] + rng.normal(size=(len(gp), 24))).astype(np.float32)
+    ref_dist = reference_features(qf, gf, distance)
+    index = prepare_gallery(torch.from_numpy(gf), gp, gc, distance)  # type: ignore[arg-type]
+    d = gallery_distances(qf, index)
+    scale = 1.0 if distance == "cosine" else float(ref_dist.max())
+    np.testing.assert_allclose(d.numpy(), ref_dist, atol=1e-6 * scale)
+    ref = reference_market(ref_dist, qp, gp, qc, gc, max_rank=10)
+    s = evaluate_queries(qf, index, qp, qc, max_rank=10)
+    assert_matches_reference(s, ref, 10)
+    # the whole matrix the path ranks gives the same scores through evaluate
+    assert evaluate(d, qp, gp, qc, gc, max_rank=10) == s
+
+
+def test_one_gallery_many_query_sets() -> None:
+    """One prepared gallery serves several query sets; nothing is copied or modified."""
+    _, qp, gp, qc, gc = random_problem(2)
+    g = torch.Generator().manual_seed(2)
+    centres = torch.randn(200, 16, generator=g)
+    gf = centres[torch.from_numpy(gp)] + torch.randn(len(gp), 16, generator=g)
+    gf0 = gf.clone()
+    index = prepare_gallery(gf, gp, gc, "cosine")
+    assert index.features.data_ptr() == gf.data_ptr()  # float32 input is used as it is
+    assert len(index) == len(gp) and index.device == gf.device
+    for noise in (0.5, 1.0, 2.0):
+        qf = centres[torch.from_numpy(qp)] + noise * torch.randn(len(qp), 16, generator=g)
+        s = evaluate_queries(qf, index, qp, qc, max_rank=10)
+        assert s == evaluate_features(qf, gf, qp, gp, qc, gc, max_rank=10)
+        ref = reference_market(reference_features(qf.numpy(), gf.numpy(), "cosine"), qp, gp, qc, gc, 10)
+        assert_matches_reference(s, ref, 10)
+    assert torch.equal(gf, gf0)
+
+
+def test_gallery_from_float64_is_one_float32_copy() -> None:
+    _, qp, gp, qc, gc = random_problem(4)
+    rng = np.random.default_rng(4)
+    gf = rng.normal(size=(len(gp), 8))
+    qf = rng.normal(size=(len(qp), 8))
+    for distance in ("cosine", "euclidean"):
+        a = prepare_gallery(gf, gp, gc, distance)  # type: ignore[arg-type]
+        b = prepare_gallery(gf.astype(np.float32), gp, gc, distance)  # type: ignore[arg-type]
+        assert a.features.dtype == torch.float32 and torch.equal(a.features, b.features)
+        assert evaluate_queries(qf, a, qp, qc) == evaluate_queries(qf.astype(np.float32), b, qp, qc)
+
+
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+def test_gallery_index_pickles(distance: str) -> None:
+    _, qp, gp, qc, gc = random_problem(6)
+    qf, gf = unit_features(qp, gp, 6)
+    index = prepare_gallery(gf, gp, gc, distance)  # type: ignore[arg-type]
+    copy = pickle.loads(pickle.dumps(index))
+    assert isinstance(copy, GalleryIndex) and copy.distance == distance
+    assert torch.equal(copy.features, index.features) and torch.equal(copy.pids, index.pids)
+    assert evaluate_queries(qf, copy, qp, qc) == evaluate_queries(qf, index, qp, qc)
+    assert repr(copy) == f"GalleryIndex({len(gp)} x 32, {distance}, cpu)"
+
+
+def test_prepared_gallery_bad_inputs() -> None:
+    gf = np.ones((3, 4), dtype=np.float32)
+    gf[1, 2] = np.nan
+    with pytest.raises(AdvbenchError, match=r"^gallery features: 1 of 3 feature rows contain NaN or Inf$"):
+        prepare_gallery(gf, [0, 1, 2], [0, 0, 0])
+    with pytest.raises(AdvbenchError, match="gallery features: 1 of 2 feature rows contain NaN or Inf"):
+        prepare_gallery(np.array([[1e39, 0.0], [1.0, 0.0]]), [0, 1], [0, 0])  # Inf in float32
+    with pytest.raises(AdvbenchError, match="unknown distance"):
+        prepare_gallery(np.ones((2, 4)), [0, 1], [0, 0], "manhattan")  # type: ignore[arg-type]
+    with pytest.raises(AdvbenchError, match="g_pids must be 1-D with 2 entries"):
+        prepare_gallery(np.ones((2, 4)), [0, 1, 2], [0, 0])
+    with pytest.raises(AdvbenchError, match="g_camids must hold integers"):
+        prepare_gallery(np.ones((2, 4)), [0, 1], [0.0, 1.0])
+    with pytest.raises(AdvbenchError, match="must be 2-D"):
+        prepare_gallery(np.ones(4), [0], [0])
+    with pytest.raises(AdvbenchError, match="must be floating point"):
+        prepare_gallery(np.ones((2, 4), dtype=np.int64), [0, 1], [0, 0])
+    index = prepare_gallery(np.ones((2, 4)), [0, 1], [0, 0])
+    qf = np.ones((3, 4))
+    qf[2, 0] = -np.inf
+    with pytest.raises(AdvbenchError, match=r"^query features: 1 of 3 feature rows contain NaN or Inf$"):
+        evaluate_queries(qf, index, [0, 1, 0], [1, 1, 1])
+    with pytest.raises(AdvbenchError, match="feature dimensions differ: query 5 vs gallery 4"):
+        evaluate_queries(np.ones((1, 5)), index, [0], [1])
+    with pytest.raises(AdvbenchError, match="q_camids must be 1-D with 1 entries"):
+        evaluate_queries(np.ones((1, 4)), index, [0], [1, 1])
+    with pytest.raises(AdvbenchError, match="gallery must be a GalleryIndex"):
+        evaluate_queries(np.ones((1, 4)), np.ones((2, 4)), [0], [1])  # type: ignore[arg-type]
+    with pytest.raises(AdvbenchError, match=r"distances .* 1 of 1 rows contain NaN or Inf"):
+        evaluate_queries(
+            np.full((1, 4), 1e38), prepare_gallery(np.ones((2, 4)), [0, 1], [0, 0], "euclidean"), [0], [1]
+        )
+    with pytest.raises(AdvbenchError, match="contiguous float32"):
+        GalleryIndex(
+            torch.ones(2, 4, dtype=torch.float64), index.pids, index.camids, "cosine", index.inv_norms
+        )
+    with pytest.raises(AdvbenchError, match="norm term"):
+        GalleryIndex(index.features, index.pids, index.camids, "euclidean", inv_norms=index.inv_norms)
+
+
+def test_evaluate_counts_inf_rows_from_the_sorted_ends() -> None:
+    dist = np.array([[0.1, np.inf, 0.3], [-np.inf, 0.2, 0.3], [0.1, 0.2, 0.3]])
+    with pytest.raises(AdvbenchError, match=r"^distmat \(query rows 0..2\): 2 of 3 rows contain NaN or Inf$"):
+        evaluate(dist, [1, 2, 3], [1, 2, 3], [0, 0, 0], [1, 1, 1])

@@ -13,10 +13,15 @@ dataset:
   last true match);
 * queries without any true match are skipped; the scores average over the remaining ones.
 
-Everything is vectorised in torch and computed in float64 (ranking a float32 distance in float64 is
-exact, so the order is the one of the input). Queries are processed in chunks so that at most a
-chunk of queries x the full gallery is sorted at a time: MSMT17 (11,659 x 82,161) fits in a few
-hundred MB whatever the device. :func:`evaluate_features` never builds the full distance matrix.
+Distances from features are float32 (as in torchreid), computed against a :class:`GalleryIndex`
+prepared once per gallery and reused for every query set; :func:`evaluate` ranks a given matrix in
+its own dtype (half precision is widened to float32 and integers to float64, both exactly), so the
+order is always that of the input values. The sort is the only dense step besides the distances:
+the scores depend only on where each query's same-identity items land, so those few items are
+looked up in the inverse permutation and everything after that is sparse. Queries are processed in
+chunks of about ``CHUNK_ELEMENTS`` distances whose buffers are reused: MSMT17 (11,659 x 82,161)
+needs about 100 MB beyond the features whatever the device, and the full distance matrix is never
+built.
 
 :func:`evaluate_cuhk03_classic` is the single-gallery-shot CMC of the classic CUHK03 protocol.
 """
@@ -24,7 +29,7 @@ hundred MB whatever the device. :func:`evaluate_features` never builds the full 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,17 +39,23 @@ from torch import Tensor
 from advbench.api import AdvbenchError, Distance
 
 __all__ = [
+    "GalleryIndex",
     "ReidScores",
     "default_chunk_size",
     "distance_matrix",
     "evaluate",
     "evaluate_cuhk03_classic",
     "evaluate_features",
+    "evaluate_queries",
+    "gallery_distances",
+    "prepare_gallery",
 ]
 
-# Elements (queries x gallery) handled per chunk when no chunk_size is given. The sort and the
-# masks cost about 30 bytes per element, so 2**22 elements keep the extra memory near 130 MB.
+# Distances (queries x gallery) handled per chunk when no chunk_size is given. The distances, the
+# sorted values, the sort indices and the inverse permutation take 20 bytes per element, so 2**22
+# elements keep the extra memory near 85 MB.
 CHUNK_ELEMENTS = 2**22
+_DISTANCES = ("cosine", "euclidean")
 
 ArrayLike = Tensor | np.ndarray | Sequence[Any]
 
@@ -105,6 +116,163 @@ def _check_max_rank(max_rank: int) -> int:
     return int(max_rank)
 
 
+def _check_distance(distance: str) -> None:
+    if distance not in _DISTANCES:
+        raise AdvbenchError(f"unknown distance {distance!r}: use 'cosine' or 'euclidean'")
+
+
+def _bad_rows(x: Tensor) -> int:
+    """Rows of ``x`` holding NaN or Inf, checked in blocks so no full-size mask is allocated."""
+    rows = max(1, CHUNK_ELEMENTS // max(1, x[0].numel()))
+    return sum(int((~torch.isfinite(b)).flatten(1).any(1).sum()) for b in x.split(rows))
+
+
+def _features(x: ArrayLike, name: str, device: Any = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Checked 2-D features in ``dtype`` on ``device``: the input itself when it already is."""
+    t = _tensor(x)
+    if t.ndim != 2 or t.shape[0] == 0:
+        raise AdvbenchError(f"{name} must be 2-D [N, D] with N > 0, got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise AdvbenchError(f"{name} must be floating point, got {t.dtype}")
+    t = t.to(device=device, dtype=dtype)  # checked after the cast: float64 beyond float32 is Inf
+    bad = _bad_rows(t)
+    if bad:
+        raise AdvbenchError(f"{name}: {bad} of {t.shape[0]} feature rows contain NaN or Inf")
+    return t
+
+
+def _sq_norms(x: Tensor) -> Tensor:
+    """Squared L2 norm of every row, in blocks (``(x * x).sum(1)`` would copy all of ``x``)."""
+    rows = max(1, CHUNK_ELEMENTS // max(1, x.shape[1]))
+    return torch.cat([(b * b).sum(1) for b in x.split(rows)])
+
+
+@dataclass(frozen=True, eq=False)
+class _PidGroups:
+    """Gallery indices grouped by pid, so each query finds its same-pid items without a scan.
+
+    Group ``u`` (pid ``values[u]``) is ``members[starts[u] : starts[u + 1]]``, ascending.
+    """
+
+    values: Tensor
+    starts: Tensor
+    members: Tensor
+
+    @staticmethod
+    def of(pids: Tensor) -> _PidGroups:
+        members = torch.sort(pids, stable=True).indices
+        values, counts = torch.unique_consecutive(pids[members], return_counts=True)
+        starts = torch.zeros(values.numel() + 1, dtype=torch.int64, device=pids.device)
+        starts[1:] = counts.cumsum(0)
+        return _PidGroups(values, starts, members)
+
+    def pairs(self, q_pids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Every (query row, gallery index) with the same pid, row-major; and the row counts."""
+        u = torch.searchsorted(self.values, q_pids).clamp_(max=self.values.numel() - 1)
+        start = self.starts[u]
+        counts = (self.starts[u + 1] - start) * (self.values[u] == q_pids)
+        rows = torch.repeat_interleave(torch.arange(q_pids.numel(), device=q_pids.device), counts)
+        offset = torch.arange(rows.numel(), device=q_pids.device) - (counts.cumsum(0) - counts)[rows]
+        return rows, self.members[start[rows] + offset], counts
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class GalleryIndex:
+    """A gallery prepared once (:func:`prepare_gallery`) and ranked against many query sets.
+
+    ``features`` are float32 ``[G, D]``, contiguous, on the device the evaluation runs on; they
+    are the caller's tensor itself when it already was one (no copy: do not modify it in place
+    afterwards). Instead of a normalised copy, cosine keeps ``inv_norms`` (1 / ||g||, applied to
+    the similarities), euclidean keeps ``sq_norms`` (||g||^2). ``pids`` and ``camids`` are int64.
+    Picklable; construct it with :func:`prepare_gallery`, which checks the features.
+    """
+
+    features: Tensor
+    pids: Tensor
+    camids: Tensor
+    distance: Distance
+    inv_norms: Tensor | None = None
+    sq_norms: Tensor | None = None
+    _groups: _PidGroups = field(init=False)
+
+    def __post_init__(self) -> None:
+        _check_distance(self.distance)
+        f = self.features
+        if f.ndim != 2 or f.dtype != torch.float32 or not f.is_contiguous():
+            raise AdvbenchError(
+                f"GalleryIndex.features must be contiguous float32 [G, D], got {f.dtype} {tuple(f.shape)}"
+            )
+        extra = {"cosine": self.inv_norms, "euclidean": self.sq_norms}[self.distance]
+        other = self.sq_norms if self.distance == "cosine" else self.inv_norms
+        for name, t, dtype in (
+            ("pids", self.pids, torch.int64),
+            ("camids", self.camids, torch.int64),
+            ("the norm term", extra, torch.float32),
+        ):
+            if t is None or t.shape != (f.shape[0],) or t.dtype != dtype or t.device != f.device:
+                got = None if t is None else f"{t.dtype} {tuple(t.shape)} on {t.device}"
+                raise AdvbenchError(
+                    f"GalleryIndex {name} must be {dtype} [{f.shape[0]}] on {f.device} for "
+                    f"{self.distance} distance, got {got}"
+                )
+        if other is not None:
+            raise AdvbenchError(f"GalleryIndex for {self.distance} distance holds the other distance's norms")
+        object.__setattr__(self, "_groups", _PidGroups.of(self.pids))
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def __repr__(self) -> str:
+        g, d = self.features.shape
+        return f"GalleryIndex({g} x {d}, {self.distance}, {self.features.device})"
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    def _distances(self, q: Tensor, out: Tensor | None = None) -> Tensor:
+        """Float32 distances ``[len(q), G]`` of checked query features (a chunk), into ``out``.
+
+        Cosine: the normalised queries times the raw gallery (one matmul), then ``1 - s / ||g||``
+        (two passes). Euclidean: ``|q|^2 + |g|^2`` (one pass), ``- 2 q.g`` accumulated by the
+        matmul, clamped at 0.
+        """
+        q = q.to(device=self.device, dtype=torch.float32)
+        n, num_g = q.shape[0], len(self)
+        out = torch.empty(n, num_g, dtype=torch.float32, device=self.device) if out is None else out
+        if self.distance == "cosine":
+            assert self.inv_norms is not None
+            qn = q / torch.linalg.vector_norm(q, dim=1, keepdim=True).clamp_(min=1e-12)
+            torch.mm(qn, self.features.T, out=out)
+            return out.mul_(self.inv_norms.neg()).add_(1.0)
+        assert self.sq_norms is not None
+        torch.add(_sq_norms(q)[:, None], self.sq_norms[None, :], out=out)
+        return out.addmm_(q, self.features.T, alpha=-2.0).clamp_(min=0.0)
+
+
+def prepare_gallery(
+    g_feats: ArrayLike,
+    g_pids: ArrayLike,
+    g_camids: ArrayLike,
+    distance: Distance = "cosine",
+    device: Any = None,
+) -> GalleryIndex:
+    """Check and prepare a gallery once for :func:`evaluate_queries` (float32, norms precomputed).
+
+    ``device`` defaults to the features' own. Float32 contiguous features on that device are
+    used as they are; anything else is converted once (the only copy). Raises
+    :class:`AdvbenchError` on NaN/Inf feature rows, label shapes or an unknown distance.
+    """
+    _check_distance(distance)
+    g = _features(g_feats, "gallery features", device).contiguous()
+    pids = _labels(g_pids, "g_pids", g.shape[0], g.device)
+    camids = _labels(g_camids, "g_camids", g.shape[0], g.device)
+    if distance == "cosine":
+        inv = torch.linalg.vector_norm(g, dim=1).clamp_(min=1e-12).reciprocal_()
+        return GalleryIndex(g, pids, camids, distance, inv_norms=inv)
+    return GalleryIndex(g, pids, camids, distance, sq_norms=_sq_norms(g))
+
+
 @dataclass
 class _Accumulator:
     """Sums over valid queries, merged chunk by chunk."""
@@ -136,70 +304,68 @@ class _Accumulator:
         )
 
 
-def _rank_chunk(
-    dist: Tensor, q_pids: Tensor, q_camids: Tensor, g_pids: Tensor, g_camids: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Rank one chunk of queries against the gallery and find the true matches.
+class _Ranker:
+    """Sorts chunks of distances into reused buffers (fresh multi-MB tensors per chunk would
+    page-fault on every chunk) and scores them into an :class:`_Accumulator`."""
 
-    Returns ``order`` (stable argsort of each row), ``match`` (true match, in ranked order) and,
-    for every true match in row-major order, its query row and its 1-based rank among the
-    non-junk items. Only the matches are handled sparsely; the rest is O(chunk x gallery) masks.
-    """
-    num_g = dist.shape[1]
-    order = torch.sort(dist, dim=1, stable=True).indices
-    same_pid = (g_pids[None, :] == q_pids[:, None]).gather(1, order)
-    same_cam = (g_camids[None, :] == q_camids[:, None]).gather(1, order)
-    junk = same_pid & same_cam
-    match = same_pid & ~same_cam
-    del same_pid, same_cam
-    hit_rows, hit_cols = match.nonzero(as_tuple=True)
-    junk_rows, junk_cols = junk.nonzero(as_tuple=True)
-    # Junk items ranked before each hit: both key sets are sorted row-major, so a searchsorted on
-    # row * G + col counts the junk keys below a hit, minus those of earlier rows.
-    junk_keys = junk_rows * num_g + junk_cols
-    hit_keys = hit_rows * num_g + hit_cols
-    junk_before = torch.searchsorted(junk_keys, hit_keys) - torch.searchsorted(junk_keys, hit_rows * num_g)
-    kept_rank = hit_cols + 1 - junk_before
-    return order, match, hit_rows, kept_rank
+    def __init__(self, rows: int, groups: _PidGroups, g_camids: Tensor, max_rank: int) -> None:
+        num_g, dev = g_camids.numel(), g_camids.device
+        self.groups, self.g_camids = groups, g_camids
+        self.acc = _Accumulator(max_rank)
+        self.rows = rows
+        self.order = torch.empty(rows, num_g, dtype=torch.int64, device=dev)
+        self.rank = torch.empty(rows, num_g, dtype=torch.int32, device=dev)
+        self.positions = torch.arange(num_g, dtype=torch.int32, device=dev)
+        self.values: Tensor | None = None
 
+    def score(self, dist: Tensor, q_pids: Tensor, q_camids: Tensor, what: str) -> tuple[Tensor, Tensor]:
+        """Add one chunk's AP, INP and first-match ranks; returns its ``order`` and valid rows.
 
-def _score_chunk(
-    acc: _Accumulator,
-    dist: Tensor,
-    q_pids: Tensor,
-    q_camids: Tensor,
-    g_pids: Tensor,
-    g_camids: Tensor,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Add one chunk's AP, INP and first-match ranks to ``acc``; returns what CUHK03 reuses."""
-    order, match, hit_rows, kept_rank = _rank_chunk(dist, q_pids, q_camids, g_pids, g_camids)
-    n = dist.shape[0]
-    counts = torch.bincount(hit_rows, minlength=n)
-    valid = counts > 0
-    if not bool(valid.any()):
-        return order, match, valid
-    starts = counts.cumsum(0) - counts
-    # k-th hit of its row (1-based): position in the row-major hit list minus the row's start.
-    k = torch.arange(hit_rows.numel(), device=dist.device) - starts[hit_rows] + 1
-    precision = k.to(torch.float64) / kept_rank.to(torch.float64)
-    ap = torch.zeros(n, dtype=torch.float64, device=dist.device).index_add_(0, hit_rows, precision)
-    ap = ap[valid] / counts[valid].to(torch.float64)
-    first = kept_rank[starts[valid]]
-    last = kept_rank[starts[valid] + counts[valid] - 1]
-    inp = counts[valid].to(torch.float64) / last.to(torch.float64)
-    acc.ap_sum += float(ap.sum())
-    acc.inp_sum += float(inp.sum())
-    acc.valid += int(valid.sum())
-    acc.add_ranks(first)
-    return order, match, valid
-
-
-def _check_finite(x: Tensor, what: str) -> None:
-    if x.is_floating_point():
-        bad = ~torch.isfinite(x)
+        ``order`` is the stable argsort of each row. NaN sorts last and -Inf first, so the first
+        and last sorted values of a row tell whether it holds any NaN or Inf.
+        """
+        n, num_g = dist.shape
+        if self.values is None or self.values.dtype != dist.dtype:
+            self.values = torch.empty(self.rows, num_g, dtype=dist.dtype, device=dist.device)
+        values, order, rank = self.values[:n], self.order[:n], self.rank[:n]
+        torch.sort(dist, dim=1, stable=True, out=(values, order))
+        bad = ~(torch.isfinite(values[:, 0]) & torch.isfinite(values[:, -1]))
         if bool(bad.any()):
-            rows = int(bad.reshape(x.shape[0], -1).any(1).sum())
-            raise AdvbenchError(f"{what}: {rows} of {x.shape[0]} rows contain NaN or Inf")
+            raise AdvbenchError(f"{what}: {int(bad.sum())} of {n} rows contain NaN or Inf")
+        rank.scatter_(1, order, self.positions.expand(n, num_g))  # rank[i, order[i, k]] = k
+        # Only same-pid items matter: junk (same camera) is skipped, the others are true matches.
+        rows, cols, counts = self.groups.pairs(q_pids)
+        ranks = rank[rows, cols].to(torch.int64)
+        junk = self.g_camids[cols] == q_camids[rows]
+        by_rank = torch.argsort(rows * num_g + ranks)  # rows stay grouped, ranked within each row
+        ranks, junk = ranks[by_rank], junk[by_rank]
+        starts = counts.cumsum(0) - counts
+        junk_before = junk.cumsum(0) - junk.to(torch.int64)
+        junk_before -= junk_before[starts[rows]].clone()  # junk ranked before, in the same row
+        hit = ~junk
+        hit_rows, kept_rank = rows[hit], (ranks + 1 - junk_before)[hit]
+        self._add(hit_rows, kept_rank, n)
+        return order, torch.bincount(hit_rows, minlength=n) > 0
+
+    def _add(self, hit_rows: Tensor, kept_rank: Tensor, n: int) -> None:
+        """AP, INP and first-match rank of each row from its true matches' 1-based kept ranks."""
+        counts = torch.bincount(hit_rows, minlength=n)
+        valid = counts > 0
+        if not bool(valid.any()):
+            return
+        starts = counts.cumsum(0) - counts
+        # k-th hit of its row (1-based): position in the row-major hit list minus the row's start.
+        k = torch.arange(hit_rows.numel(), device=hit_rows.device) - starts[hit_rows] + 1
+        precision = k.to(torch.float64) / kept_rank.to(torch.float64)
+        ap = torch.zeros(n, dtype=torch.float64, device=hit_rows.device).index_add_(0, hit_rows, precision)
+        ap = ap[valid] / counts[valid].to(torch.float64)
+        first = kept_rank[starts[valid]]
+        last = kept_rank[starts[valid] + counts[valid] - 1]
+        inp = counts[valid].to(torch.float64) / last.to(torch.float64)
+        self.acc.ap_sum += float(ap.sum())
+        self.acc.inp_sum += float(inp.sum())
+        self.acc.valid += int(valid.sum())
+        self.acc.add_ranks(first)
 
 
 def _prepare(
@@ -217,6 +383,8 @@ def _prepare(
         raise AdvbenchError(f"cannot evaluate with {num_q} queries and {num_g} gallery items")
     if not dist.is_floating_point():
         dist = dist.to(torch.float64)
+    elif dist.dtype in (torch.float16, torch.bfloat16):
+        dist = dist.to(torch.float32)  # exact, and sorted natively everywhere
     dev = dist.device
     return (
         dist,
@@ -225,6 +393,26 @@ def _prepare(
         _labels(q_camids, "q_camids", num_q, dev),
         _labels(g_camids, "g_camids", num_g, dev),
     )
+
+
+def _queries(
+    q_feats: ArrayLike, gallery: GalleryIndex, q_pids: ArrayLike | None, q_camids: ArrayLike | None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    if not isinstance(gallery, GalleryIndex):
+        raise AdvbenchError(
+            f"gallery must be a GalleryIndex (see prepare_gallery), got {type(gallery).__name__}"
+        )
+    q = _tensor(q_feats)
+    # cast chunk by chunk, so checked in its own dtype here (a cast overflow shows as Inf distances)
+    qf = _features(q, "query features", q.device, q.dtype)
+    if qf.shape[1] != gallery.features.shape[1]:
+        raise AdvbenchError(
+            f"feature dimensions differ: query {qf.shape[1]} vs gallery {gallery.features.shape[1]}"
+        )
+    n, dev = qf.shape[0], gallery.device
+    qp = None if q_pids is None else _labels(q_pids, "q_pids", n, dev)
+    qc = None if q_camids is None else _labels(q_camids, "q_camids", n, dev)
+    return qf, qp, qc
 
 
 # ----------------------------------------------------------------------------------- public API
@@ -239,72 +427,68 @@ def evaluate(
 ) -> ReidScores:
     """mAP, CMC and mINP of a ``[num_query, num_gallery]`` distance matrix (Market-1501 protocol).
 
-    Accepts torch tensors (any device; the work happens there) or NumPy arrays. ``chunk_size``
-    queries are ranked at a time (default: about ``CHUNK_ELEMENTS`` / num_gallery); the result
-    does not depend on it. Raises :class:`AdvbenchError` on NaN/Inf distances, mismatched
-    shapes, or when no query has a true match.
+    Accepts torch tensors (any device; the work happens there) or NumPy arrays, ranked in their
+    own dtype. ``chunk_size`` queries are ranked at a time (default: about ``CHUNK_ELEMENTS`` /
+    num_gallery); the result does not depend on it. Raises :class:`AdvbenchError` on NaN/Inf
+    distances, mismatched shapes, or when no query has a true match.
     """
     max_rank = _check_max_rank(max_rank)
     dist, qp, gp, qc, gc = _prepare(distmat, q_pids, g_pids, q_camids, g_camids)
-    chunk = _check_chunk(chunk_size, dist.shape[1])
-    acc = _Accumulator(max_rank)
-    for s in range(0, dist.shape[0], chunk):
-        d = dist[s : s + chunk].to(torch.float64)
-        _check_finite(d, f"distmat (query rows {s}..{s + d.shape[0] - 1})")
-        _score_chunk(acc, d, qp[s : s + chunk], qc[s : s + chunk], gp, gc)
-    return acc.scores()
+    num_q, num_g = dist.shape
+    chunk = min(_check_chunk(chunk_size, num_g), num_q)
+    ranker = _Ranker(chunk, _PidGroups.of(gp), gc, max_rank)
+    for s in range(0, num_q, chunk):
+        d = dist[s : s + chunk]
+        ranker.score(
+            d, qp[s : s + chunk], qc[s : s + chunk], f"distmat (query rows {s}..{s + d.shape[0] - 1})"
+        )
+    return ranker.acc.scores()
 
 
-def _features(x: ArrayLike, name: str, device: Any = None) -> tuple[Tensor, bool]:
-    """Checked float64 features, and whether they are a private copy (safe to modify in place)."""
-    t = _tensor(x, device=device)
-    if t.ndim != 2 or t.shape[0] == 0:
-        raise AdvbenchError(f"{name} must be 2-D [N, D] with N > 0, got shape {tuple(t.shape)}")
-    if not t.is_floating_point():
-        raise AdvbenchError(f"{name} must be floating point, got {t.dtype}")
-    bad = int((~torch.isfinite(t)).any(1).sum())
-    if bad:
-        raise AdvbenchError(f"{name}: {bad} of {t.shape[0]} feature rows contain NaN or Inf")
-    out = t.to(torch.float64)
-    return out, out is not t
+def evaluate_queries(
+    q_feats: ArrayLike,
+    gallery: GalleryIndex,
+    q_pids: ArrayLike,
+    q_camids: ArrayLike,
+    max_rank: int = 50,
+    chunk_size: int | None = None,
+) -> ReidScores:
+    """:func:`evaluate` of query features against a prepared gallery, one chunk at a time.
 
-
-def _prepare_gallery(g: Tensor, distance: Distance, owned: bool) -> tuple[Tensor, Tensor | None]:
-    """Gallery side of the distance: normalised features (cosine) or features + squared norms.
-
-    ``owned`` features are normalised in place, so the float64 gallery exists only once.
+    The float32 distances (see :func:`gallery_distances`) of ``chunk_size`` queries (default
+    about ``CHUNK_ELEMENTS`` / G) are computed on the gallery's device into a reused buffer and
+    ranked there; the full matrix never exists. Query rows with NaN or Inf raise
+    :class:`AdvbenchError` saying how many rows are bad.
     """
-    if distance == "cosine":
-        norm = g.norm(dim=1, keepdim=True).clamp_(min=1e-12)
-        return (g.div_(norm) if owned else g / norm), None
-    if distance == "euclidean":
-        return g, (g * g).sum(1)
-    raise AdvbenchError(f"unknown distance {distance!r}: use 'cosine' or 'euclidean'")
+    max_rank = _check_max_rank(max_rank)
+    qf, qp, qc = _queries(q_feats, gallery, q_pids, q_camids)
+    assert qp is not None and qc is not None
+    num_q, num_g = qf.shape[0], len(gallery)
+    chunk = min(_check_chunk(chunk_size, num_g), num_q)
+    ranker = _Ranker(chunk, gallery._groups, gallery.camids, max_rank)
+    buf = torch.empty(chunk, num_g, dtype=torch.float32, device=gallery.device)
+    for s in range(0, num_q, chunk):
+        d = gallery._distances(qf[s : s + chunk], out=buf[: min(chunk, num_q - s)])
+        ranker.score(
+            d, qp[s : s + chunk], qc[s : s + chunk], f"distances (query rows {s}..{s + d.shape[0] - 1})"
+        )
+    return ranker.acc.scores()
 
 
-def _distances(q: Tensor, g: Tensor, g_sq: Tensor | None, distance: Distance) -> Tensor:
-    """Distances of a (small) block of queries to the prepared gallery, built in one buffer."""
-    if distance == "cosine":
-        return (torch.nn.functional.normalize(q, dim=1) @ g.T).neg_().add_(1.0)
-    assert g_sq is not None
-    d = (q @ g.T).mul_(-2.0).add_((q * q).sum(1, keepdim=True)).add_(g_sq[None, :])
-    return d.clamp_(min=0.0)
+def gallery_distances(q_feats: ArrayLike, gallery: GalleryIndex, chunk_size: int | None = None) -> Tensor:
+    """The float32 distance matrix ``[Q, G]`` that :func:`evaluate_queries` ranks, built whole.
 
-
-def distance_matrix(a: ArrayLike, b: ArrayLike, distance: Distance = "cosine") -> Tensor:
-    """Float64 distances ``[len(a), len(b)]`` between feature rows.
-
-    ``cosine``: 1 - cos(a, b) on L2-normalised rows, in [0, 2]. ``euclidean``: **squared**
-    Euclidean distance (as torchreid's ``euclidean_squared_distance``); the ranking is the same as
-    with the plain distance. Meant for small problems; :func:`evaluate_features` avoids the full
-    matrix.
+    Cosine: 1 - cos(q, g), in [0, 2]. Euclidean: the **squared** distance clamped at 0, as
+    torchreid's ``euclidean_squared_distance``. For protocols that need the matrix
+    (:func:`evaluate_cuhk03_classic`): computed in the same chunks as :func:`evaluate_queries`,
+    so :func:`evaluate` of it gives the same scores.
     """
-    qa, _ = _features(a, "a")
-    gb, owned = _features(b, "b", device=qa.device)
-    if qa.shape[1] != gb.shape[1]:
-        raise AdvbenchError(f"feature dimensions differ: {qa.shape[1]} vs {gb.shape[1]}")
-    g, g_sq = _prepare_gallery(gb, distance, owned)
-    return _distances(qa, g, g_sq, distance)
+    qf, _, _ = _queries(q_feats, gallery, None, None)
+    out = torch.empty(qf.shape[0], len(gallery), dtype=torch.float32, device=gallery.device)
+    chunk = _check_chunk(chunk_size, len(gallery))
+    for s in range(0, qf.shape[0], chunk):
+        gallery._distances(qf[s : s + chunk], out=out[s : s + chunk])
+    return out
 
 
 def evaluate_features(
@@ -318,31 +502,35 @@ def evaluate_features(
     max_rank: int = 50,
     chunk_size: int | None = None,
 ) -> ReidScores:
-    """:func:`evaluate` on features, computing the distances one chunk of queries at a time.
+    """:func:`evaluate_queries` against ``prepare_gallery(g_feats, g_pids, g_camids, distance)``.
 
-    Distances are those of :func:`distance_matrix` (cosine, or squared Euclidean), in float64 on
-    the device of ``q_feats``; the gallery is converted to float64 once. Feature rows with NaN
-    or Inf raise :class:`AdvbenchError` saying how many rows are bad.
+    One-off convenience: the work happens on the device of ``g_feats``. To rank several query
+    sets against one gallery, prepare it once instead.
     """
-    max_rank = _check_max_rank(max_rank)
-    qf, _ = _features(q_feats, "query features")
-    gf, owned = _features(g_feats, "gallery features", device=qf.device)
-    if qf.shape[1] != gf.shape[1]:
-        raise AdvbenchError(f"feature dimensions differ: query {qf.shape[1]} vs gallery {gf.shape[1]}")
-    dev = qf.device
-    qp = _labels(q_pids, "q_pids", qf.shape[0], dev)
-    qc = _labels(q_camids, "q_camids", qf.shape[0], dev)
-    gp = _labels(g_pids, "g_pids", gf.shape[0], dev)
-    gc = _labels(g_camids, "g_camids", gf.shape[0], dev)
-    g, g_sq = _prepare_gallery(gf, distance, owned)
-    del gf
-    chunk = _check_chunk(chunk_size, g.shape[0])
-    acc = _Accumulator(max_rank)
-    for s in range(0, qf.shape[0], chunk):
-        d = _distances(qf[s : s + chunk], g, g_sq, distance)
-        _score_chunk(acc, d, qp[s : s + chunk], qc[s : s + chunk], gp, gc)
-        del d
-    return acc.scores()
+    _check_distance(distance)
+    gallery = prepare_gallery(g_feats, g_pids, g_camids, distance)
+    return evaluate_queries(q_feats, gallery, q_pids, q_camids, max_rank=max_rank, chunk_size=chunk_size)
+
+
+def distance_matrix(a: ArrayLike, b: ArrayLike, distance: Distance = "cosine") -> Tensor:
+    """Float64 distances ``[len(a), len(b)]`` between feature rows, on the device of ``a``.
+
+    ``cosine``: 1 - cos(a, b) on L2-normalised rows, in [0, 2]. ``euclidean``: **squared**
+    Euclidean distance (as torchreid's ``euclidean_squared_distance``); the ranking is the same as
+    with the plain distance. A float64 reference for small problems: the evaluation path uses
+    float32 (:func:`gallery_distances` gives its matrix).
+    """
+    _check_distance(distance)
+    qa = _features(a, "a", dtype=torch.float64)
+    gb = _features(b, "b", qa.device, torch.float64)
+    if qa.shape[1] != gb.shape[1]:
+        raise AdvbenchError(f"feature dimensions differ: {qa.shape[1]} vs {gb.shape[1]}")
+    if distance == "cosine":
+        an = torch.nn.functional.normalize(qa, dim=1)
+        bn = torch.nn.functional.normalize(gb, dim=1)
+        return (an @ bn.T).neg_().add_(1.0)
+    d = (qa @ gb.T).mul_(-2.0).add_((qa * qa).sum(1, keepdim=True)).add_((gb * gb).sum(1)[None, :])
+    return d.clamp_(min=0.0)
 
 
 def evaluate_cuhk03_classic(
@@ -375,22 +563,23 @@ def evaluate_cuhk03_classic(
     if int(seed) < 0:
         raise AdvbenchError(f"seed must be >= 0, got {seed}")
     dist, qp, gp, qc, gc = _prepare(distmat, q_pids, g_pids, q_camids, g_camids)
-    num_g = dist.shape[1]
+    num_q, num_g = dist.shape
     dev = dist.device
     _, group = torch.unique(gp, return_inverse=True)
     num_groups = int(group.max()) + 1
-    chunk = _check_chunk(chunk_size, num_g, per_query=repeats)
-    full = _Accumulator(max_rank)  # mAP / mINP on the full list
+    chunk = min(_check_chunk(chunk_size, num_g, per_query=repeats), num_q)
+    full = _Ranker(chunk, _PidGroups.of(gp), gc, max_rank)  # mAP / mINP on the full list
     sampled = _Accumulator(max_rank)  # CMC of the single-shot draws
-    for s in range(0, dist.shape[0], chunk):
-        d = dist[s : s + chunk].to(torch.float64)
-        _check_finite(d, f"distmat (query rows {s}..{s + d.shape[0] - 1})")
+    for s in range(0, num_q, chunk):
+        d = dist[s : s + chunk]
         cq, cc = qp[s : s + chunk], qc[s : s + chunk]
-        order, match, valid = _score_chunk(full, d, cq, cc, gp, gc)
+        order, valid = full.score(d, cq, cc, f"distmat (query rows {s}..{s + d.shape[0] - 1})")
         rows = valid.nonzero(as_tuple=True)[0]
         if rows.numel() == 0:
             continue
         n = rows.numel()
+        ranked = order[rows]
+        match = (gp[ranked] == cq[rows, None]) & (gc[ranked] != cc[rows, None])
         keys = torch.from_numpy(
             np.stack(
                 [np.random.default_rng((seed, s + int(r))).random((repeats, num_g)) for r in rows.tolist()]
@@ -403,13 +592,13 @@ def evaluate_cuhk03_classic(
         best.scatter_reduce_(2, idx, keys, reduce="amax")
         drawn = (keys == best.gather(2, idx)) & (keys >= 0)
         del keys, best, idx
-        drawn = drawn.gather(2, order[rows, None, :].expand(n, repeats, num_g))
+        drawn = drawn.gather(2, ranked[:, None, :].expand(n, repeats, num_g))
         # Each (query, repeat) drew exactly one true match; its rank = drawn items up to it.
-        hit = drawn & match[rows, None, :]
+        hit = drawn & match[:, None, :]
         before = drawn.cumsum(2, dtype=torch.int32)
         ranks = before[hit].to(torch.int64)
         sampled.add_ranks(ranks, weight=1.0 / repeats)
         sampled.valid += n
-    scores = full.scores()
+    scores = full.acc.scores()
     cmc = sampled.scores().cmc
     return ReidScores(mAP=scores.mAP, cmc=cmc, mINP=scores.mINP, num_valid_queries=scores.num_valid_queries)
