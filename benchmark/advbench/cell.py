@@ -132,7 +132,7 @@ def craft(
         fit_seconds=fit_seconds,
         n_query=len(query),
         input_size=tuple(task.source.input_size),
-        seed=task.seed,
+        seed=task.run_seed,
         quantized=task.quantize,
         batch_size=task.batch_size,
         adv_file=str(path),
@@ -159,7 +159,7 @@ def evaluate(
     feats = extract(
         model, adv, device=ctx.device, batch_size=batch_size, progress=False, autocast=ctx.autocast
     )
-    adv_scores = score(feats, target.gallery, target.index, clean.query, task.protocol, task.seed)
+    adv_scores = score(feats, target.index, clean.query, task.protocol, task.seed)
     return EvalRecord(
         key=task.key,
         craft_key=task.craft_key,
@@ -167,7 +167,7 @@ def evaluate(
         target_victim=task.target.name,
         target_weights_id=task.target.weights_id,
         protocol=task.protocol,
-        n_gallery=len(target.gallery.pids),
+        n_gallery=len(target.index),
         clean=_scores(target.scores),
         adv=_scores(adv_scores),
         provenance=ctx.provenance,

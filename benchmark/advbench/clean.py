@@ -18,9 +18,9 @@ from advbench.features import extract_cached
 from advbench.metrics.reid import (
     GalleryIndex,
     ReidScores,
-    distance_matrix,
     evaluate_cuhk03_classic,
     evaluate_queries,
+    gallery_distances,
     prepare_gallery,
 )
 from advbench.utils import stable_hash
@@ -29,13 +29,17 @@ from advbench.victims import VictimRef
 
 @dataclass
 class CleanVictim:
-    """One victim's clean view of a dataset."""
+    """One victim's clean view of a dataset: its prepared gallery, clean query features and scores."""
 
     ref: VictimRef
-    gallery: FeatureBank
     index: GalleryIndex
     query_features: Tensor
     scores: ReidScores
+
+    @property
+    def gallery(self) -> FeatureBank:
+        """The clean gallery features an attacker may index (the index's own tensors, no copy)."""
+        return FeatureBank(self.index.features, self.index.pids, self.index.camids)
 
 
 @dataclass
@@ -47,16 +51,15 @@ class CleanSet:
     victims: dict[str, CleanVictim] = field(default_factory=dict)
 
 
-def score(
-    features: Tensor, bank: FeatureBank, index: GalleryIndex, query: ImageSplit, protocol: str, seed: int
-) -> ReidScores:
-    """Scores of query ``features`` against a victim's clean gallery under ``protocol``.
+def score(features: Tensor, index: GalleryIndex, query: ImageSplit, protocol: str, seed: int) -> ReidScores:
+    """Scores of query ``features`` against a victim's prepared clean gallery under ``protocol``.
 
-    ``market`` (every dataset's default) or ``cuhk03-classic`` (single-gallery-shot CMC).
+    ``market`` (every dataset's default) or ``cuhk03-classic`` (single-gallery-shot CMC), both on
+    the same float32 distances.
     """
     if protocol == "cuhk03-classic":
-        distmat = distance_matrix(features, bank.features, index.distance)
-        return evaluate_cuhk03_classic(distmat, query.pids, bank.pids, query.camids, bank.camids, seed=seed)
+        distmat = gallery_distances(features, index)
+        return evaluate_cuhk03_classic(distmat, query.pids, index.pids, query.camids, index.camids, seed=seed)
     return evaluate_queries(features, index, query.pids, query.camids)
 
 
@@ -91,7 +94,6 @@ def compute_clean(
             desc=f"{ref.name} {split_name} features",
             autocast=ctx.autocast,
         )
-    bank = FeatureBank(feats["gallery"], gallery.pids, gallery.camids)
-    index = prepare_gallery(bank.features, bank.pids, bank.camids, model.distance)
-    scores = score(feats["query"], bank, index, query, protocol, seed)
-    return CleanVictim(ref, bank, index, feats["query"], scores)
+    index = prepare_gallery(feats["gallery"], gallery.pids, gallery.camids, model.distance)
+    scores = score(feats["query"], index, query, protocol, seed)
+    return CleanVictim(ref, index, feats["query"], scores)

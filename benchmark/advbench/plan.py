@@ -71,6 +71,7 @@ class CraftTask:
     source: VictimRef
     fit: FitTask | None
     seed: int
+    run_seed: int
     quantize: bool
     batch_size: int
 
@@ -226,6 +227,7 @@ def _craft(
         source=source,
         fit=fit,
         seed=_seed(key),
+        run_seed=config.seed,
         quantize=config.quantize,
         batch_size=config.batch_size,
     )
