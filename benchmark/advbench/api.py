@@ -19,10 +19,13 @@ import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from advbench.data.images import DiskImages
 
 Distance = Literal["cosine", "euclidean"]
 
@@ -74,13 +77,16 @@ class ReidDataset:
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """A split decoded to memory: images ``[N, 3, H, W]`` with their labels.
+    """A decoded split: images ``[N, 3, H, W]`` with their labels.
 
-    ``images`` are uint8 (a quarter of the memory) or float in [0, 1]; :meth:`batch` returns
-    float [0, 1] either way.
+    ``images`` is a Tensor (uint8, a quarter of the memory, or float in [0, 1]) or, for the
+    splits the runner loads, a :class:`~advbench.data.images.DiskImages` read from the decode cache
+    one batch at a time, so that memory is bounded by the batch rather than the dataset. Both take
+    ``.shape``, ``len`` and indexing by a slice or an index tensor; read pixels through
+    :meth:`batch`, which returns float [0, 1] on ``device`` either way.
     """
 
-    images: Tensor
+    images: Tensor | DiskImages
     pids: Tensor
     camids: Tensor
 
@@ -88,6 +94,7 @@ class ImageSplit:
         return int(self.images.shape[0])
 
     def batch(self, index: slice | Tensor, device: torch.device | str = "cpu") -> Tensor:
+        """Images ``index`` (a slice or a 1-D index tensor; repeats allowed) as float [0, 1]."""
         images = self.images[index].to(device)
         return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
 
