@@ -114,3 +114,18 @@ def from_json(data: Any) -> Record | None:
         return cls(**values)
     except TypeError:
         return None
+
+
+@dataclass
+class RunSummary:
+    """What a run did: the records of its grid, and what was computed, skipped or failed."""
+
+    crafts: list[CraftRecord] = field(default_factory=list)
+    evals: list[EvalRecord] = field(default_factory=list)
+    done: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[Record]:
+        return [*self.crafts, *self.evals]
