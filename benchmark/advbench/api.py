@@ -193,8 +193,11 @@ class Attack(abc.ABC):
     ``perturb`` returns adversarial images in [0, 1]; the runner clips and quantises them to 8 bits
     afterwards, and checks the budget. ``gallery`` holds the source victim's clean gallery features
     (the retrieval index, known to a white-box attacker); attacks that do not need it ignore it.
-    Attacks that learn (generators, universal perturbations) override :meth:`fit`, which the runner
-    calls once per (attack, source victim, fit dataset) before any ``perturb``.
+    Attacks that learn (generators, universal perturbations) override :meth:`fit`. The runner calls
+    it as a planned step, once per (attack, params, eps, source victim, fit dataset) and before any
+    cell, seeded from the fit's own key; each cell (possibly in another process) builds the attack
+    again and calls :meth:`fit` with the same ``cache_dir`` and ``key``, where it must reload what
+    the planned step saved instead of training again.
     """
 
     name: str = "attack"
@@ -217,7 +220,12 @@ class Attack(abc.ABC):
         device: torch.device,
         progress: bool = True,
     ) -> None:
-        """Learn whatever the attack learns from a training split (never the test queries)."""
+        """Learn whatever the attack learns from a training split (never the test queries).
+
+        Save the result under ``cache_dir`` named by ``key`` (which hashes everything it depends on)
+        and, when that entry exists, load it instead of training (see the class docstring);
+        :mod:`advbench.io` has atomic writers for it.
+        """
 
     @abc.abstractmethod
     def perturb(
