@@ -170,3 +170,31 @@ def test_prototypes_are_built_once_per_victim_and_gallery(setup) -> None:
     attack.perturb(other, images, pids, camids, gallery=copy)
     attack.perturb(other, images, pids, camids, gallery=copy)
     assert len(built) == 3 and built[2].victim is other and attack.classifier(other, copy) is built[2]
+
+
+class BatchNormNet(SmallNet):
+    """SmallNet with a BatchNorm layer, whose mode decides whether a forward moves its running stats."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net.insert(1, nn.BatchNorm2d(8))
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd"])
+def test_perturb_leaves_the_victims_modes_as_they_were(name: str, setup) -> None:
+    """torchattacks' model.train() on the wrapper used to leave an eval victim training (BatchNorm stats drifting)."""
+    _, images, pids, _ = setup
+    victim = BatchNormNet().eval().requires_grad_(False)
+    victim.net[0].train()  # a mixed state is kept as it is, module by module
+    with torch.no_grad():
+        bank = FeatureBank(victim.features(images), pids, torch.zeros(6, dtype=torch.long))
+    modes = [m.training for m in victim.modules()]
+    attack = (
+        get_registry().get("attack", name)[0].spec.build(eps=8, **({"steps": 2} if name == "pgd" else {}))
+    )
+    attack.perturb(victim, images, pids, pids, gallery=bank)
+    assert [m.training for m in victim.modules()] == modes
+    stats = victim.net[1].running_mean.clone()
+    with torch.no_grad():
+        victim.features(torch.rand(6, 3, 16, 8))
+    assert torch.equal(stats, victim.net[1].running_mean)

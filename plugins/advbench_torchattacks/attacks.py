@@ -93,7 +93,15 @@ class TorchattacksAttack(Attack):
             kwargs["n_classes"] = model.num_classes
         atk = self.cls(model, **kwargs)
         atk.set_device(images.device)
-        return atk(images, model.labels(images, pids))
+        # torchattacks runs the model in eval mode, then calls model.train() on the whole wrapper
+        # because a fresh wrapper reports training=True: that left the victim (BatchNorm included)
+        # in training mode, so later forwards used batch statistics and moved its running stats.
+        modes = [module.training for module in victim.modules()]
+        try:
+            return atk(images, model.labels(images, pids))
+        finally:
+            for module, mode in zip(victim.modules(), modes, strict=True):
+                module.training = mode
 
 
 class FeaturePGD(Attack):
