@@ -174,7 +174,8 @@ def load(ref: VictimRef, registry: Registry) -> Victim:
 
 
 class VictimLoader:
-    """Loads each ref once per process and keeps it on ``device``, frozen, in eval mode."""
+    """Loads each ref once per process and keeps it on ``device``, frozen; every lookup returns it in
+    eval mode."""
 
     def __init__(self, registry: Registry, device: Any) -> None:
         self.registry = registry
@@ -183,6 +184,5 @@ class VictimLoader:
 
     def __call__(self, ref: VictimRef) -> Victim:
         if ref not in self._models:
-            model = load(ref, self.registry)
-            self._models[ref] = model.to(self.device).eval().requires_grad_(False)
-        return self._models[ref]
+            self._models[ref] = load(ref, self.registry).to(self.device).requires_grad_(False)
+        return self._models[ref].eval()  # whatever an earlier task left it in (BatchNorm stats stay put)
