@@ -12,8 +12,10 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +28,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "clean_stale_temps",
 ]
 
 
@@ -64,19 +67,46 @@ def atomic_torch_save(obj: Any, path: Path | str) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+STALE_TEMP_S = 3600
+"""A temporary file untouched this long was left by a killed process."""
+
+
+def clean_stale_temps(path: Path | str, older_than: float = STALE_TEMP_S) -> None:
+    """Remove temporary siblings of ``path`` (from :func:`atomic_write` or :class:`NpyWriter`) that
+    no process has written for ``older_than`` seconds: a killed run must not leave gigabytes behind."""
+    path = Path(path)
+    now = time.time()
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
 class NpyWriter:
     """Write a C-contiguous ``.npy`` array of known shape row block by row block, atomically.
 
     Memory stays bounded by the block: rows are appended to a temporary file in order and the file
-    is renamed to ``path`` by :meth:`close` once every row is there. Used for decoded image splits
-    and adversarial queries, which are read back in batches (:class:`advbench.data.images.DiskImages`).
+    is renamed to ``path`` by :meth:`close` once every row is there (an exception inside ``with``
+    drops it). Every ``sync_every`` bytes a background ``fdatasync`` pushes what was written so
+    far to disk while the caller goes on, so the final fsync has little left to wait for. Used for
+    decoded image splits and adversarial queries, read back in batches by
+    :class:`advbench.data.images.DiskImages`.
     """
 
-    def __init__(self, path: Path | str, shape: tuple[int, ...], dtype: np.dtype | str) -> None:
+    def __init__(
+        self, path: Path | str, shape: tuple[int, ...], dtype: np.dtype | str, *, sync_every: int = 64 << 20
+    ) -> None:
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
         self.rows = 0
+        self.sync_every = sync_every
+        self._unsynced = 0
+        self._syncing: Future[None] | None = None
+        self._syncer = ThreadPoolExecutor(max_workers=1)
+        clean_stale_temps(self.path)
         fd, self._tmp = _temp_sibling(self.path)
         self._file = os.fdopen(fd, "wb")
         header = {
@@ -93,12 +123,18 @@ class NpyWriter:
             raise ValueError(f"block of shape {block.shape} does not fit {self.shape} after {self.rows} rows")
         self._file.write(memoryview(block).cast("B"))
         self.rows += block.shape[0]
+        self._unsynced += block.nbytes
+        if self._unsynced >= self.sync_every and (self._syncing is None or self._syncing.done()):
+            self._file.flush()
+            self._syncing = self._syncer.submit(_datasync, self._file.fileno())
+            self._unsynced = 0
 
     def close(self) -> Path:
         """Publish the file under its final name; every row must have been written."""
         if self.rows != self.shape[0]:
             self.abort()
             raise ValueError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
+        self._syncer.shutdown(wait=True)
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -107,6 +143,7 @@ class NpyWriter:
 
     def abort(self) -> None:
         """Drop the temporary file (nothing is published)."""
+        self._syncer.shutdown(wait=True)
         if not self._file.closed:
             self._file.close()
         Path(self._tmp).unlink(missing_ok=True)
@@ -119,6 +156,10 @@ class NpyWriter:
             self.close()
         else:
             self.abort()
+
+
+def _datasync(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)
 
 
 @contextlib.contextmanager

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,11 +29,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from advbench.api import AdvbenchError, ImageSplit, Sample
+from advbench.io import NpyWriter
 
 CACHE_VERSION = "2"
 CHUNK = 32  # images decoded per worker task; 2 x workers chunks are in flight at most
 SYNC_EVERY = 64 << 20  # bytes written between background syncs of the cache file
-_STALE_TMP_S = 3600.0  # a temporary file unchanged for this long was left by a killed process
 
 Index = int | slice | Tensor | np.ndarray | Sequence[int]
 
@@ -258,50 +256,6 @@ def _decode_chunks(
                 fut.cancel()
 
 
-def _clean_stale(cache_file: Path) -> None:
-    """Remove temporary files of ``cache_file`` left by a killed process (untouched for an hour)."""
-    now = time.time()
-    for tmp in cache_file.parent.glob(f".{cache_file.name}.*.tmp"):
-        try:
-            if now - tmp.stat().st_mtime > _STALE_TMP_S:
-                tmp.unlink()
-        except OSError:
-            pass
-
-
-def _write_npy(cache_file: Path, chunks: Iterator[np.ndarray], shape: tuple[int, ...]) -> None:
-    """Write a uint8 ``.npy`` of ``shape`` chunk by chunk to a temporary file, fsync, rename.
-
-    Readers see the old file or the complete new one, never half of one; a failure (a corrupt
-    image, a full disk, Ctrl-C) removes the temporary file. Every :data:`SYNC_EVERY` bytes a
-    background ``fdatasync`` pushes what was written so far to disk while decoding goes on, so
-    the final fsync has little left to wait for (the wall time of a 344 MB split fell by 0.3 s).
-    """
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(cache_file)
-    fd, tmp = tempfile.mkstemp(prefix=f".{cache_file.name}.", suffix=".tmp", dir=cache_file.parent)
-    sync = getattr(os, "fdatasync", os.fsync)
-    try:
-        with os.fdopen(fd, "wb") as f, ThreadPoolExecutor(max_workers=1) as syncer:
-            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False}
-            np.lib.format.write_array_header_1_0(f, {**header, "shape": shape})
-            written, unsynced, syncing = 0, 0, None
-            for chunk in chunks:
-                f.write(memoryview(np.ascontiguousarray(chunk)).cast("B"))
-                written, unsynced = written + len(chunk), unsynced + chunk.nbytes
-                if unsynced >= SYNC_EVERY and (syncing is None or syncing.done()):
-                    f.flush()
-                    syncing, unsynced = syncer.submit(sync, f.fileno()), 0
-            if written != shape[0]:
-                raise AdvbenchError(f"{cache_file}: wrote {written} images, expected {shape[0]}")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, cache_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _open_cached(cache_file: Path, shape: tuple[int, ...]) -> DiskImages | None:
     """The cache entry if it exists with the expected shape, else None (it will be rewritten)."""
     try:
@@ -357,6 +311,8 @@ def load_split(
     images = _open_cached(cache_file, shape)
     if images is None:
         chunks = _decode_chunks(samples, size, workers)
-        _write_npy(cache_file, _counted(chunks, len(samples), desc, progress), shape)
+        with NpyWriter(cache_file, shape, np.uint8, sync_every=SYNC_EVERY) as writer:
+            for chunk in _counted(chunks, len(samples), desc, progress):
+                writer.write(chunk)
         images = DiskImages.open(cache_file)
     return ImageSplit(images, pids, camids)
