@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY_SYNTHETIC, TINY_VICTIMS
+from test_runner import _tiny_config
 
 from advbench import leaderboard
 from advbench.api import AdvbenchError
@@ -31,21 +31,8 @@ def ray_cluster():
 
 
 def _config(cache: Path, out: Path, backend: str) -> RunConfig:
-    return RunConfig(
-        datasets="synthetic",
-        victims=TINY_VICTIMS,
-        attacks="fgsm,pgd",
-        eps=(8.0,),
-        out=out,
-        cache_dir=cache,
-        data_root=None,
-        device="cpu",
-        train_steps=6,
-        dataset_params={"synthetic": TINY_SYNTHETIC},
-        progress=False,
-        backend=backend,
-        threads=1,
-    )
+    """The tiny grid of test_runner, one thread per task on both backends (the same arithmetic)."""
+    return _tiny_config(cache, out, attacks="fgsm,pgd", backend=backend, threads=1)
 
 
 def test_ray_and_local_backends_write_the_same_leaderboard(
