@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from advbench import attacks
-from advbench.api import AdvbenchError, Attack, ImageSplit
+from advbench.api import AdvbenchError, Attack, FeatureBank, ImageSplit, Victim
 from advbench.batching import run_batches
 from advbench.clean import CleanSet, CleanVictim, score
 from advbench.context import TaskContext
@@ -69,43 +69,54 @@ def _finish(adv: Tensor, quantize: bool) -> Tensor:
     return adv.mul(255).round().div(255) if quantize else adv
 
 
+def _perturb(
+    task: CraftTask,
+    attack: Attack,
+    source: Victim,
+    gallery: FeatureBank,
+    query: ImageSplit,
+    rows: slice,
+    ctx: TaskContext,
+) -> tuple[Tensor, Tensor, float]:
+    """(clean batch, checked and finished adversarial batch, seconds spent in ``perturb``)."""
+    seed_everything(task.seed + rows.start)  # each batch's draws depend on its rows only
+    images = query.batch(rows, ctx.device)
+    ctx.synchronize()
+    start = time.perf_counter()
+    with ctx.autocast():
+        adv = attack.perturb(
+            source,
+            images,
+            query.pids[rows].to(ctx.device),
+            query.camids[rows].to(ctx.device),
+            gallery=gallery,
+        )
+    ctx.synchronize()
+    seconds = time.perf_counter() - start
+    name = task.attack.name
+    if adv.shape != images.shape:
+        raise AdvbenchError(
+            f"attack {name} returned images of shape {tuple(adv.shape)} for a batch of shape {tuple(images.shape)}"
+        )
+    if not torch.isfinite(adv).all():
+        raise AdvbenchError(f"attack {name} returned NaN/Inf pixels")
+    adv = _finish(adv.float(), task.quantize)
+    check_budget(adv, images, task.eps, task.quantize, name)
+    return images, adv, seconds
+
+
 def craft(
     task: CraftTask, attack: Attack, clean: CleanSet, ctx: TaskContext, *, fit_seconds: float = 0.0
 ) -> CraftRecord:
-    """Craft ``task``'s adversarial queries into the cache and describe them in a record."""
+    """Craft ``task``'s adversarial queries into the cache, batch by batch, and describe them."""
     source = ctx.victim(task.source)
     gallery = clean.victims[task.source.name].gallery
-    query = clean.query
-    meter = PerceptualMeter()
-    path = adv_file(ctx, task)
-    dtype = np.uint8 if task.quantize else np.float32
+    query, meter, path = clean.query, PerceptualMeter(), adv_file(ctx, task)
     elapsed = 0.0
 
     def step(rows: slice) -> None:
         nonlocal elapsed
-        seed_everything(task.seed + rows.start)  # each batch's draws depend on its rows only
-        images = query.batch(rows, ctx.device)
-        ctx.synchronize()
-        start = time.perf_counter()
-        with ctx.autocast():
-            adv = attack.perturb(
-                source,
-                images,
-                query.pids[rows].to(ctx.device),
-                query.camids[rows].to(ctx.device),
-                gallery=gallery,
-            )
-        ctx.synchronize()
-        seconds = time.perf_counter() - start
-        if adv.shape != images.shape:
-            raise AdvbenchError(
-                f"attack {task.attack.name} returned images of shape {tuple(adv.shape)} "
-                f"for a batch of shape {tuple(images.shape)}"
-            )
-        if not torch.isfinite(adv).all():
-            raise AdvbenchError(f"attack {task.attack.name} returned NaN/Inf pixels")
-        adv = _finish(adv.float(), task.quantize)
-        check_budget(adv, images, task.eps, task.quantize, task.attack.name)
+        images, adv, seconds = _perturb(task, attack, source, gallery, query, rows, ctx)
         meter.update(images, adv)
         block = adv.mul(255).round().to(torch.uint8) if task.quantize else adv
         writer.write(block.cpu().numpy())
@@ -114,9 +125,9 @@ def craft(
     def shrink(batch: int) -> None:
         print(f"{task.label}: out of memory, crafting {batch} queries at a time", file=sys.stderr)
 
+    dtype = np.uint8 if task.quantize else np.float32
     with NpyWriter(path, (len(query), *query.images.shape[1:]), dtype) as writer:
         run_batches(len(query), task.batch_size, step, on_shrink=shrink)
-    report = meter.report()
     return CraftRecord(
         key=task.key,
         dataset=task.dataset,
@@ -127,7 +138,7 @@ def craft(
         source_victim=task.source.name,
         source_checkpoint=task.source.checkpoint,
         source_weights_id=task.source.weights_id,
-        perceptual=dataclasses.asdict(report),
+        perceptual=dataclasses.asdict(meter.report()),
         sec_per_image=elapsed / len(query),
         fit_seconds=fit_seconds,
         n_query=len(query),
