@@ -98,3 +98,14 @@ def test_tasks_pickle_for_other_processes() -> None:
     again = pickle.loads(pickle.dumps(plan))
     assert again.cells == plan.cells and again.fits == plan.fits
     assert set(plan.victims()) == {_ref("a"), _ref("b")}
+
+
+def test_both_backends_default_to_the_same_threads() -> None:
+    """Thread counts change CPU rounding, so the default must not depend on the backend."""
+    import torch
+
+    from advbench.runner import worker_env
+
+    local, ray = (worker_env(RunConfig(backend=b)) for b in ("local", "ray"))
+    assert local.threads == ray.threads == torch.get_num_threads() >= 1
+    assert worker_env(RunConfig(backend="ray", threads=3)).threads == 3

@@ -158,7 +158,8 @@ def parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=0,
-        help="torch threads per task (default: torch's own in-process, 1 per Ray task)",
+        help="torch threads per task on either backend (default: this machine's cores); "
+        "equal threads give equal numbers on both backends",
     )
     run.add_argument("--amp", action="store_true", help="bf16 autocast for victims on CUDA (ignored on CPU)")
 

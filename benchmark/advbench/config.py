@@ -25,8 +25,8 @@ def default_data_root() -> Path | None:
 class RunConfig:
     """Everything one ``advbench run`` depends on (the CLI fills it from its flags).
 
-    ``threads`` pins torch's intra-op threads in every task (0: torch's default in-process; one
-    per task on Ray), so that both backends do the same arithmetic. ``amp`` runs victims under
+    ``threads`` pins torch's intra-op threads in every task on either backend (0: torch's own
+    count in the driver, i.e. its cores), so that both backends do the same arithmetic. ``amp`` runs victims under
     CUDA autocast (bf16) while crafting and extracting features; it is ignored on CPU.
     """
 

@@ -114,7 +114,12 @@ def _collect(plan: Plan, store: ResultStore, summary: RunSummary) -> None:
 
 
 def worker_env(config: RunConfig) -> WorkerEnv:
-    threads = max(1, config.threads) if config.backend == "ray" else config.threads
+    """What every task obeys. ``--threads`` defaults to torch's thread count in this process (the
+    cores it sees) on both backends: CPU kernels round differently with other thread counts, and
+    the backends must give the same numbers."""
+    import torch
+
+    threads = config.threads if config.threads > 0 else torch.get_num_threads()
     progress = config.progress and config.backend == "local"
     return WorkerEnv(Path(config.cache_dir), config.device, threads, config.amp, progress)
 

@@ -63,7 +63,10 @@ class RayBackend(Backend):
             raise AdvbenchError("--device cuda was asked for but the Ray cluster has no GPU")
         else:
             self.gpus_per_task = 1 if gpus else 0
-        self.cpus_per_task = max(1, env.threads)
+        # A CPU task reserves its threads' cores (never more than a node has, or it could not be
+        # scheduled); a GPU task reserves one core, its GPU being what it waits on.
+        biggest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
+        self.cpus_per_task = 1 if self.gpus_per_task else max(1, min(env.threads, int(biggest)))
         self._remote = ray.remote(_run)
 
     def share(self, obj: Any) -> Any:
