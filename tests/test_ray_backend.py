@@ -11,7 +11,6 @@ import pytest
 from test_runner import _tiny_config
 
 from advbench import leaderboard
-from advbench.api import AdvbenchError
 from advbench.backends import TaskFailed
 from advbench.config import RunConfig
 from advbench.context import WorkerEnv
@@ -73,9 +72,10 @@ def test_a_task_whose_worker_dies_is_retried(ray_cluster, tmp_path: Path) -> Non
     assert out == TaskFailed("ValueError: a plugin bug")
 
 
-def test_missing_ray_is_one_line_saying_how_to_install(monkeypatch) -> None:
-    from advbench.backends import ray as ray_backend
+def test_missing_ray_is_one_line_saying_how_to_install(monkeypatch, tmp_path: Path, capsys) -> None:
+    from advbench.cli import main
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
-    with pytest.raises(AdvbenchError, match=r'pip install -e "\.\[ray\]"'):
-        ray_backend.RayBackend(WorkerEnv(Path("."), device="cpu"))
+    assert main(["run", "--backend", "ray", "--out", str(tmp_path), "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and 'pip install -e ".[ray]"' in err

@@ -128,8 +128,13 @@ def run(config: RunConfig, registry: Registry, log: Log = _stderr) -> RunSummary
     """Run ``config``'s grid; records of every cell of the grid (new or stored) are in the summary."""
     if config.protocol not in PROTOCOLS:
         raise AdvbenchError(f"unknown evaluation protocol {config.protocol!r}; choose {', '.join(PROTOCOLS)}")
+    # a bad --device, or --backend ray without Ray, fails before any work
     if config.backend == "local":
-        resolve_device(config.device)  # a bad --device fails before any work
+        resolve_device(config.device)
+    elif config.backend == "ray":
+        from advbench.backends.ray import import_ray
+
+        import_ray()
     summary = RunSummary()
     store = ResultStore(Path(config.out) / ".store")
     catalog = DatasetCatalog(config, registry)

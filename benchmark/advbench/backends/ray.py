@@ -22,7 +22,7 @@ MAX_RETRIES = 3
 _FORWARDED_ENV = ("ADVBENCH_DISABLE_PLUGINS", "ADVBENCH_DISABLE_PLUGIN_AUTOLOAD", "ADVBENCH_CACHE")
 
 
-def _import_ray() -> Any:
+def import_ray() -> Any:
     try:
         import ray
     except ImportError:
@@ -44,7 +44,7 @@ class RayBackend(Backend):
     name = "ray"
 
     def __init__(self, env: WorkerEnv, address: str | None = None) -> None:
-        ray = self.ray = _import_ray()
+        ray = self.ray = import_ray()
         self.env = env
         self._owns = not ray.is_initialized()
         if self._owns:
