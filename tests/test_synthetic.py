@@ -193,13 +193,10 @@ def test_png_encoder_round_trip(shape: tuple[int, int, int]) -> None:
 
 
 # --------------------------------------------------------------------------------- cache
-def test_reload_is_fast_and_does_not_regenerate(small: ReidDataset) -> None:
+def test_reload_does_not_regenerate(small: ReidDataset) -> None:
     files = sorted(small.root.rglob("*"))
     before = {f: f.stat().st_mtime_ns for f in files}
-    t0 = time.perf_counter()
     again = synthetic.load(None, small.root.parent.parent, **SMALL)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 1.0
     assert again.info["generated_now"] is False and small.info["generated_now"] is True
     assert {f: f.stat().st_mtime_ns for f in sorted(small.root.rglob("*"))} == before
     assert (again.train, again.query, again.gallery) == (small.train, small.query, small.gallery)
@@ -305,13 +302,9 @@ def test_not_separable_by_raw_pixels_but_clothing_carries_identity(tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_default_size_generates_in_seconds(tmp_path: Path) -> None:
-    t0 = time.perf_counter()
+def test_default_size_counts(tmp_path: Path) -> None:
+    """The default split sizes (generation time: tests/bench_synthetic.py)."""
     ds = synthetic.load(None, tmp_path)
-    elapsed = time.perf_counter() - t0
-    print(
-        f"default synthetic dataset: {elapsed:.1f} s for {sum(len(x) for x in (ds.train, ds.query, ds.gallery))} images"
-    )
     assert ds.counts() == {
         "train_ids": 150,
         "train_images": 1800,
@@ -320,4 +313,3 @@ def test_default_size_generates_in_seconds(tmp_path: Path) -> None:
         "gallery_ids": 200,
         "gallery_images": 1500,
     }
-    assert elapsed < 30.0  # ~7 s on 2 free cores; generous for a shared machine
