@@ -18,6 +18,7 @@ from advbench import checkpoints
 from advbench.api import AdvbenchError, ImageSplit, ReidDataset, TrainRecipe, Victim
 from advbench.config import RunConfig
 from advbench.plugins import Registry
+from advbench.utils import file_hash
 
 Origin = Literal["user", "cache", "train"]
 
@@ -74,8 +75,6 @@ def resolve(
     Raises :class:`AdvbenchError` saying what to do when there are no weights and training is not
     allowed (real datasets need ``--train-missing`` or ``advbench train``).
     """
-    from advbench.utils import file_hash
-
     entry, params, recipe = _setup(name, config, registry)
     common = dict(
         name=name,
