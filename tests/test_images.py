@@ -145,7 +145,8 @@ def test_cache_hit_does_not_decode(files, reference, tmp_path, monkeypatch) -> N
     again = load_split(files, SIZE, cache_dir=cache, progress=False)
     assert calls == [] and path.stat().st_mtime_ns == mtime
     assert torch.equal(again.images[:], reference)
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left
+    # no temporary file left: the entry and its checksum
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, f"{path.name}.sha256"]
 
 
 def test_temp_files_are_never_read(files, reference, tmp_path) -> None:

@@ -47,7 +47,7 @@ def test_npy_writer_publishes_only_complete_arrays(tmp_path: Path) -> None:
         NpyWriter(tmp_path / "d.npy", data.shape, np.uint8) as w,
     ):
         w.write(np.zeros((2, 3, 3), np.uint8))
-    assert sorted(os.listdir(tmp_path)) == ["a.npy"]
+    assert sorted(os.listdir(tmp_path)) == ["a.npy", "a.npy.sha256"]
 
 
 def test_stale_temporaries_are_removed_recent_ones_kept(tmp_path: Path) -> None:

@@ -224,7 +224,8 @@ def test_second_fit_loads_from_cache(tmp_path: Path, monkeypatch: pytest.MonkeyP
     first = MisRankingAttack(steps=2, **TINY)
     first.fit(victim, split, cache_dir=tmp_path, key="abc", device=torch.device("cpu"), progress=False)
     assert (tmp_path / "abc.pt").exists() and not first.loaded_from_cache
-    assert [p.name for p in tmp_path.iterdir()] == ["abc.pt"]  # no temporary left behind
+    # no temporary left behind: the generator and its checksum
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["abc.pt", "abc.pt.sha256"]
 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached generator must not be retrained")
@@ -240,6 +241,14 @@ def test_second_fit_loads_from_cache(tmp_path: Path, monkeypatch: pytest.MonkeyP
         MisRankingAttack(steps=3, **TINY).fit(
             victim, split, cache_dir=tmp_path, key="abc", device=torch.device("cpu"), progress=False
         )
+    # a damaged entry is reported and trained again, never loaded
+    with open(tmp_path / "abc.pt", "r+b") as f:
+        f.seek(200)
+        f.write(bytes(64))
+    monkeypatch.undo()
+    third = MisRankingAttack(steps=2, **TINY)
+    third.fit(victim, split, cache_dir=tmp_path, key="abc", device=torch.device("cpu"), progress=False)
+    assert not third.loaded_from_cache
 
 
 def _rank1(victim: Victim, queries: Tensor, q_pids: Tensor, gallery: Tensor, g_pids: Tensor) -> float:

@@ -132,3 +132,12 @@ def test_leaderboard_is_byte_identical_and_drops_stale_matrices(tmp_path: Path) 
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     leaderboard.write(records[:3], tmp_path / "a")
     assert not (tmp_path / "a" / "transfer_synthetic_fgsm_eps16.csv").exists()
+
+
+def test_transfer_rate_is_undefined_without_a_positive_white_box_drop(tmp_path: Path) -> None:
+    # the source's own drop is -5 (adversarial queries score better than clean ones on it)
+    frame = leaderboard.results_frame(_cell("noise", "v1", {"v1": 65.0, "v2": 50.0})).set_index(
+        "target_victim"
+    )
+    assert pd.isna(frame.loc["v2", "transfer_rate"]) and pd.isna(frame.loc["v1", "transfer_rate"])
+    assert frame.loc["v2", "mAP_drop"] == 10.0 and frame.loc["v1", "fit_seconds"] == 0.0

@@ -68,9 +68,18 @@ def save_checkpoint(
             "seed": seed,
             "train": train_stats,
             "advbench_version": advbench.__version__,
+            "structure": structure(victim),
         },
         path,
     )
+
+
+def structure(victim: Victim) -> str:
+    """A fingerprint of the built module: its printed layer tree (types, sizes, strides, ...) and
+    parameter shapes. A change to the code that builds a victim (a stride, a pooling) changes it
+    even when every weight keeps its shape."""
+    shapes = sorted((k, tuple(v.shape)) for k, v in victim.state_dict().items())
+    return stable_hash(repr(victim), shapes)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any] | None:
@@ -81,7 +90,10 @@ def read_checkpoint(path: Path) -> dict[str, Any] | None:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise AdvbenchError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AdvbenchError(
+            f"cannot read checkpoint {path}: not a readable torch checkpoint (truncated or damaged?): {first}"
+        ) from None
     return blob if isinstance(blob, dict) and blob.get("format") == FORMAT else None
 
 
@@ -92,6 +104,11 @@ def build_from_checkpoint(blob: dict[str, Any], registry: Registry, path: Path) 
     if variant is not None:
         params["variant"] = variant
     victim = entry.spec.build(num_classes=blob["num_classes"], input_size=tuple(blob["input_size"]), **params)
+    if blob.get("structure") not in (None, structure(victim)):
+        raise AdvbenchError(
+            f"checkpoint {path} was trained with another version of victim {blob['victim']!r}'s code "
+            f"(its module structure differs): bump the spec's `version` so that it is trained again"
+        )
     result = victim.load_state_dict(blob["state_dict"], strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise AdvbenchError(

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from advbench.api import ImageSplit, Victim
 from advbench.batching import run_batches
-from advbench.io import atomic_torch_save
+from advbench.io import atomic_torch_save, load_torch_verified
 
 
 @torch.no_grad()
@@ -58,14 +58,12 @@ def extract_cached(
     desc: str = "features",
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> Tensor:
-    """:func:`extract`, read from ``cache_file`` when it exists with the right number of rows."""
-    if cache_file is not None and cache_file.exists():
-        try:
-            feats = torch.load(cache_file, weights_only=True)
-            if feats.shape[0] == len(split):
-                return feats
-        except Exception:
-            pass  # unreadable cache entry: recompute and overwrite it
+    """:func:`extract`, read from ``cache_file`` when it is there, intact (checksum) and of the
+    right number of rows; otherwise computed and written there."""
+    if cache_file is not None:
+        feats = load_torch_verified(cache_file)
+        if isinstance(feats, Tensor) and feats.ndim == 2 and feats.shape[0] == len(split):
+            return feats
     feats = extract(
         victim, split, device=device, batch_size=batch_size, progress=progress, desc=desc, autocast=autocast
     )

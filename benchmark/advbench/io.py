@@ -1,16 +1,24 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never a half-written file.
+"""Atomic, verified file writes: a reader sees the old file or the whole new one, never half, never rot.
 
 Every artefact advbench writes (store records, leaderboards, decoded images, features, victim
 checkpoints, fitted attacks, adversarial queries) goes through here: it is written to a temporary
-sibling, flushed to disk and renamed over the final name, so a run killed at any point leaves only
-whole files. Plugins may use these helpers for their own caches (the Mis-Ranking plugin does).
+sibling (named after the host and process that writes it), flushed to disk and renamed over the
+final name, so a run killed at any point leaves only whole files; temporaries of dead processes are
+removed by the next writer. Cache entries (``digest=True``) also get a ``<name>.sha256`` sidecar
+computed while writing, and :func:`verified` checks it before an entry is used: a damaged entry is
+reported in one line and removed, so it is recomputed instead of silently changing numbers. Files
+are created with the user's umask (shared caches work for a group). Plugins may use these helpers
+for their own caches (the Mis-Ranking plugin does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
+import socket
+import sys
 import tempfile
 import time
 import uuid
@@ -29,27 +37,115 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "clean_stale_temps",
+    "load_torch_verified",
+    "verified",
 ]
+
+_HOST = socket.gethostname().replace(".", "_")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime_ns) already checked in this process
 
 
 def _temp_sibling(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a published file follows the umask
+    return fd, tmp
 
 
-def atomic_write(path: Path | str, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(f)`` on a temporary sibling of ``path``, fsync it, and rename it to ``path``."""
+def digest_file(path: Path | str) -> Path:
+    """The sidecar holding the SHA-256 of a cache entry."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.sha256")
+
+
+class _Hashing:
+    """A write-only file wrapper that hashes what passes through it."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.sha = f, hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.sha.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def atomic_write(path: Path | str, write: Callable[[IO[bytes]], Any], *, digest: bool = False) -> None:
+    """Call ``write(f)`` on a temporary sibling of ``path``, fsync it, and rename it to ``path``.
+
+    With ``digest``, the SHA-256 of the bytes written goes to the sidecar :func:`digest_file`
+    afterwards (an entry killed before its sidecar is simply unverified, hence recomputed).
+    """
     path = Path(path)
     fd, tmp = _temp_sibling(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            sink = _Hashing(f)
+            write(sink)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if digest:
+        atomic_write_text(digest_file(path), sink.sha.hexdigest() + "\n")
+
+
+def _sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def verified(path: Path | str, *, report: bool = True) -> bool:
+    """Whether cache entry ``path`` exists and matches its SHA-256 sidecar.
+
+    A damaged or unverifiable entry (no sidecar: written by an older advbench, or killed before
+    the sidecar) is reported on stderr as ``damaged cache entry PATH: recomputing`` and removed,
+    so the caller recomputes it. A file is hashed once per process and version (size, mtime).
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    stamp = (str(path), st.st_size, st.st_mtime_ns)
+    if stamp in _VERIFIED:
+        return True
+    try:
+        ok = digest_file(path).read_text().strip() == _sha256(path)
+    except OSError:
+        ok = False
+    if ok:
+        _VERIFIED.add(stamp)
+        return True
+    if report:
+        print(f"damaged cache entry {path}: recomputing", file=sys.stderr, flush=True)
+    path.unlink(missing_ok=True)
+    digest_file(path).unlink(missing_ok=True)
+    return False
+
+
+def load_torch_verified(path: Path | str) -> Any | None:
+    """``torch.load(path, weights_only=True)`` of a verified cache entry, or None (then recompute it)."""
+    import torch
+
+    if not verified(path):
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # hash matched but the content is unreadable (e.g. another format)
+        print(f"damaged cache entry {path}: recomputing ({type(exc).__name__})", file=sys.stderr, flush=True)
+        Path(path).unlink(missing_ok=True)
+        return None
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
@@ -60,25 +156,44 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def atomic_torch_save(obj: Any, path: Path | str) -> None:
-    """``torch.save`` through a temporary file and a rename."""
+def atomic_torch_save(obj: Any, path: Path | str, *, digest: bool = True) -> None:
+    """``torch.save`` through a temporary file and a rename, with a SHA-256 sidecar by default."""
     import torch
 
-    atomic_write(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f), digest=digest)
 
 
 STALE_TEMP_S = 3600
 """A temporary file untouched this long was left by a killed process."""
 
 
+def _writer_alive(tmp: Path) -> bool | None:
+    """Whether the process named in a temporary's name still runs (None: another host, or an old name)."""
+    tag = tmp.name.rsplit(".", 3)
+    if len(tag) < 3:
+        return None
+    host, _, pid = tag[-3].rpartition("-")
+    if host != _HOST or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def clean_stale_temps(path: Path | str, older_than: float = STALE_TEMP_S) -> None:
-    """Remove temporary siblings of ``path`` (from :func:`atomic_write` or :class:`NpyWriter`) that
-    no process has written for ``older_than`` seconds: a killed run must not leave gigabytes behind."""
+    """Remove temporary siblings of ``path`` left by a killed process: at once when the process that
+    wrote one is gone (same host), otherwise once untouched for ``older_than`` seconds. A killed run
+    must not leave gigabytes behind, and a live writer's file is never touched."""
     path = Path(path)
     now = time.time()
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         try:
-            if now - tmp.stat().st_mtime > older_than:
+            alive = _writer_alive(tmp)
+            if alive is False or (alive is None and now - tmp.stat().st_mtime > older_than):
                 tmp.unlink()
         except OSError:
             pass
@@ -89,7 +204,7 @@ class NpyWriter:
 
     Memory stays bounded by the block: rows are appended to a temporary file in order and the file
     is renamed to ``path`` by :meth:`close` once every row is there (an exception inside ``with``
-    drops it). Every ``sync_every`` bytes a background ``fdatasync`` pushes what was written so
+    drops it), followed by its SHA-256 sidecar (:func:`verified` checks it). Every ``sync_every`` bytes a background ``fdatasync`` pushes what was written so
     far to disk while the caller goes on, so the final fsync has little left to wait for. Used for
     decoded image splits and adversarial queries, read back in batches by
     :class:`advbench.data.images.DiskImages`.
@@ -106,22 +221,22 @@ class NpyWriter:
         self._unsynced = 0
         self._syncing: Future[None] | None = None
         self._syncer = ThreadPoolExecutor(max_workers=1)
-        clean_stale_temps(self.path)
         fd, self._tmp = _temp_sibling(self.path)
         self._file = os.fdopen(fd, "wb")
+        self._sink = _Hashing(self._file)
         header = {
             "descr": np.lib.format.dtype_to_descr(self.dtype),
             "fortran_order": False,
             "shape": self.shape,
         }
-        np.lib.format.write_array_header_1_0(self._file, header)
+        np.lib.format.write_array_header_1_0(self._sink, header)
 
     def write(self, block: np.ndarray) -> None:
         """Append rows ``block`` (shape ``[n, *shape[1:]]``)."""
         block = np.ascontiguousarray(block, dtype=self.dtype)
         if block.shape[1:] != self.shape[1:] or self.rows + block.shape[0] > self.shape[0]:
             raise ValueError(f"block of shape {block.shape} does not fit {self.shape} after {self.rows} rows")
-        self._file.write(memoryview(block).cast("B"))
+        self._sink.write(memoryview(block).cast("B"))
         self.rows += block.shape[0]
         self._unsynced += block.nbytes
         if self._unsynced >= self.sync_every and (self._syncing is None or self._syncing.done()):
@@ -139,6 +254,7 @@ class NpyWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._tmp, self.path)
+        atomic_write_text(digest_file(self.path), self._sink.sha.hexdigest() + "\n")
         return self.path
 
     def abort(self) -> None:

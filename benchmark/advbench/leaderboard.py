@@ -1,7 +1,7 @@
 """Cell records -> the leaderboard files: results.csv (long), whitebox.csv, transfer matrices, summary.md.
 
 Every file is sorted and rounded the same way each time, so two runs with the same numbers write
-byte-identical files (``sec_per_image`` is a wall-clock measurement and the one column that varies).
+byte-identical files (``sec_per_image`` and ``fit_seconds`` are wall-clock measurements, the columns that vary).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ COLUMNS = [
     "l2",
     "l0",
     "sec_per_image",
+    "fit_seconds",
     "n_query",
     "n_gallery",
     "input_size",
@@ -75,6 +76,7 @@ DECIMALS = {
     "l2": 4,
     "l0": 4,
     "sec_per_image": 4,
+    "fit_seconds": 1,
 }
 
 
@@ -95,7 +97,8 @@ def _row(craft: CraftRecord, ev: EvalRecord, white_drop: float | None) -> dict[s
         "adv_mAP": adv.mAP,
         "mAP_drop": drop,
         "rel_mAP_drop": drop / clean.mAP if clean.mAP > 0 else float("nan"),
-        "transfer_rate": drop / white_drop if white_drop else float("nan"),
+        # undefined unless the source's own (white-box) drop is positive
+        "transfer_rate": drop / white_drop if white_drop is not None and white_drop > 0 else float("nan"),
         **{
             f"{side}_rank{k}": getattr(s, f"rank{k}")
             for k in (1, 5, 10)
@@ -110,6 +113,7 @@ def _row(craft: CraftRecord, ev: EvalRecord, white_drop: float | None) -> dict[s
         "l2": perceptual["l2"],
         "l0": perceptual["l0"],
         "sec_per_image": craft.sec_per_image,
+        "fit_seconds": craft.fit_seconds,
         "n_query": craft.n_query,
         "n_gallery": ev.n_gallery,
         "input_size": "x".join(str(s) for s in craft.input_size),

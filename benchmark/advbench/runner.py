@@ -17,6 +17,7 @@ from advbench.backends import make_backend
 from advbench.config import PROTOCOLS, RunConfig
 from advbench.context import WorkerEnv
 from advbench.data.catalog import DatasetCatalog
+from advbench.io import verified
 from advbench.plan import Cell, Plan, attack_choices, build_plan
 from advbench.plugins import Registry
 from advbench.records import CraftRecord, EvalRecord, RunSummary
@@ -95,7 +96,7 @@ def pending(plan: Plan, store: ResultStore) -> Plan:
         if not evals:
             continue
         record = store.get(cell.craft.key)
-        crafted = isinstance(record, CraftRecord) and Path(record.adv_file).is_file()
+        crafted = isinstance(record, CraftRecord) and verified(record.adv_file)
         cells.append(Cell(cell.craft, evals, crafted))
     fits = {c.craft.fit.key: c.craft.fit for c in cells if c.craft.fit is not None and not c.crafted}
     return Plan(fits=list(fits.values()), cells=cells)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from advbench import checkpoints
 from advbench.api import AdvbenchError, ImageSplit, ReidDataset, TrainRecipe, Victim
 from advbench.config import RunConfig
+from advbench.io import verified
 from advbench.plugins import Registry
 from advbench.utils import file_hash
 
@@ -95,7 +96,7 @@ def resolve(
         name, params, entry.spec.version, data.fingerprint, input_size, recipe, config.seed
     )
     path = checkpoints.cached_checkpoint(config.cache_dir, name, data.name, key)
-    if path.exists():
+    if verified(path):  # a damaged checkpoint is reported, removed and trained again
         return VictimRef(checkpoint=str(path), weights_id=key, origin="cache", **common)
     allowed = config.train_missing if train_missing is None else train_missing
     if not (embedded or allowed):

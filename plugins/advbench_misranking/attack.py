@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from advbench.api import AdvbenchError, Attack, FeatureBank, ImageSplit, Victim
-from advbench.io import atomic_torch_save
+from advbench.io import atomic_torch_save, load_torch_verified
 from advbench_misranking.budget import bound_perturbation
 from advbench_misranking.config import MisRankingConfig, make_config
 from advbench_misranking.trainer import GanTrainer, Networks, build_networks
@@ -92,10 +92,12 @@ class MisRankingAttack(Attack):
         device: torch.device,
         progress: bool = True,
     ) -> None:
-        """Train the generator on ``train`` (or load ``cache_dir / f"{key}.pt"`` when present)."""
+        """Train the generator on ``train``, or load ``cache_dir / f"{key}.pt"`` when it is there and
+        intact (a damaged entry is reported and trained again)."""
         path = Path(cache_dir) / f"{key}.pt"
-        if path.exists():
-            self.nets = self._load(path, device)
+        state = load_torch_verified(path)
+        if state is not None:
+            self.nets = self._load(state, path, device)
             self.loaded_from_cache = True
             return
         self.nets = GanTrainer(victim, train, self.config, self.eps, device).run(progress)
@@ -114,8 +116,7 @@ class MisRankingAttack(Attack):
         }
         atomic_torch_save(state, path)
 
-    def _load(self, path: Path, device: torch.device) -> Networks:
-        state = torch.load(path, map_location=device, weights_only=True)
+    def _load(self, state: dict[str, Any], path: Path, device: torch.device) -> Networks:
         if state.get("format") != FORMAT or state.get("config") != dataclasses.asdict(self.config):
             raise AdvbenchError(
                 f"misranking cache {path} was written for other parameters; delete it to refit"

@@ -29,7 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from advbench.api import AdvbenchError, ImageSplit, Sample
-from advbench.io import NpyWriter
+from advbench.io import NpyWriter, verified
 
 CACHE_VERSION = "2"
 CHUNK = 32  # images decoded per worker task; 2 x workers chunks are in flight at most
@@ -257,7 +257,10 @@ def _decode_chunks(
 
 
 def _open_cached(cache_file: Path, shape: tuple[int, ...]) -> DiskImages | None:
-    """The cache entry if it exists with the expected shape, else None (it will be rewritten)."""
+    """The cache entry if it exists, matches its checksum and has the expected shape, else None
+    (it will be rewritten)."""
+    if not verified(cache_file):
+        return None
     try:
         images = DiskImages.open(cache_file)
     except (OSError, ValueError, EOFError):
