@@ -318,9 +318,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             if defaults:
                 print(f"    {''.ljust(width)} defaults: {', '.join(defaults)}")
     print("\n* = in the default selection; name:<variant> = a family (timm:resnet50, torchattacks:APGD)")
-    for plugin, error in registry.load_errors:
-        print(f"failed to load plugin {plugin}: {error}")
-    return 1 if registry.load_errors else 0
+    for line in registry.problems_report():  # each left-out plugin: package, why, how to disable it
+        print(line)
+    return 1 if registry.problems else 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -16,11 +16,23 @@ the ``advbench`` entry-point group::
     def advbench_attacks():
         return [AttackSpec(name="my-attack", description="...", build=MyAttack)]
 
-Every hook is a *collecting* hook: each plugin answers with a list of specs, and the registry
-(:mod:`advbench.plugins`) merges them. Names must be unique across all plugins of one kind; a
-clash is an error that names both packages. Hooks take no arguments, are called once per process
-when the registry is built, and must be cheap: import heavy dependencies inside ``build``/``load``,
-not at module level, so that ``advbench plugins`` stays fast.
+Every hook is a *collecting* hook: each plugin answers with a list (or tuple) of specs of the
+hook's type, or ``None`` for none, and the registry (:mod:`advbench.plugins`) merges them. Hooks
+take no arguments, are called once per process when the registry is built, and must be cheap:
+import heavy dependencies inside ``build``/``load``, not at module level, so that ``advbench
+plugins`` stays fast.
+
+Each spec is checked when it is registered (:func:`advbench.plugins.check_spec`): the name is
+lowercase letters, digits, ``-``, ``_``, ``.`` (``:`` is reserved for ``family:variant``;
+``all`` and ``default`` are selectors), ``build``/``load`` callable, ``defaults`` a mapping with
+string keys, ``description`` one non-empty line, ``version`` a string, a dataset's ``input_size``
+two positive ints. Names are unique across plugins of one kind.
+
+A plugin that breaks a rule never takes advbench down: if a hook raises, returns anything else, or
+a spec fails the checks, or a name is also registered by another plugin, that plugin (the whole
+entry point) is left out and reported by ``advbench plugins`` (exit code 1) and once per run, with
+the fix ``ADVBENCH_DISABLE_PLUGINS=<entry point>``. On a name clash with a built-in the built-in
+keeps the name; between two third-party packages both are left out.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ def advbench_attacks() -> list[AttackSpec]:
 
     Called once when the registry is built. Each :class:`~advbench.api.AttackSpec` names the
     attack, gives a one-line description, its default parameters and ``build(eps=..., **params)``,
-    which returns an :class:`~advbench.api.Attack`. Return ``[]`` (or nothing) to provide none.
+    which returns an :class:`~advbench.api.Attack`. Return ``[]`` (or ``None``) to provide none.
     """
 
 
