@@ -184,13 +184,15 @@ def _writer_alive(tmp: Path) -> bool | None:
     return True
 
 
-def clean_stale_temps(path: Path | str, older_than: float = STALE_TEMP_S) -> None:
-    """Remove temporary siblings of ``path`` left by a killed process: at once when the process that
-    wrote one is gone (same host), otherwise once untouched for ``older_than`` seconds. A killed run
-    must not leave gigabytes behind, and a live writer's file is never touched."""
+def clean_stale_temps(path: Path | str, older_than: float = STALE_TEMP_S, *, folder: bool = False) -> None:
+    """Remove temporaries of ``path`` (or, with ``folder``, of every file in the folder ``path``)
+    left by a killed process: at once when the process that wrote one is gone (same host),
+    otherwise once untouched for ``older_than`` seconds. A killed run must not leave gigabytes
+    behind, and a live writer's file is never touched."""
     path = Path(path)
     now = time.time()
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    pattern = (path, ".*.tmp") if folder else (path.parent, f".{path.name}.*.tmp")
+    for tmp in pattern[0].glob(pattern[1]):
         try:
             alive = _writer_alive(tmp)
             if alive is False or (alive is None and now - tmp.stat().st_mtime > older_than):

@@ -127,7 +127,8 @@ def _row(craft: CraftRecord, ev: EvalRecord, white_drop: float | None) -> dict[s
 
 def results_frame(records: Iterable[Record]) -> pd.DataFrame:
     """One row per evaluation (craft x target victim) whose craft is among ``records``, in
-    :data:`COLUMNS` order; ``transfer_rate`` divides by the craft's own white-box drop."""
+    :data:`COLUMNS` order; ``transfer_rate`` divides by the craft's own white-box drop. Of two
+    rows with the same :data:`KEYS`, the one that comes later in ``records`` is kept."""
     records = list(records)
     crafts = {r.key: r for r in records if isinstance(r, CraftRecord)}
     evals = [r for r in records if isinstance(r, EvalRecord) and r.craft_key in crafts]
@@ -137,7 +138,8 @@ def results_frame(records: Iterable[Record]) -> pd.DataFrame:
         if e.target_victim == crafts[e.craft_key].source_victim
     }
     rows = [_row(crafts[e.craft_key], e, white.get((e.craft_key, e.protocol))) for e in evals]
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    # the same result recorded twice (e.g. a victim retrained under the same name): the later wins
+    frame = pd.DataFrame(rows, columns=COLUMNS).drop_duplicates(KEYS, keep="last")
     if frame.empty:
         return frame
     frame = frame.sort_values(KEYS, kind="stable").reset_index(drop=True)
@@ -238,27 +240,44 @@ def summary_markdown(
 
 
 def write(records: Iterable[Record], out: Path) -> pd.DataFrame:
-    """Write every leaderboard file under ``out`` and return the long results frame.
+    """Write every leaderboard file under ``out`` from ``records`` and return the long results frame.
 
-    Transfer files left by an earlier run for cells no longer present are removed, so the folder
-    always describes exactly the records given.
+    Nothing is written when there is no row (a run whose cells all failed keeps the files it found).
+    Transfer files of cells no longer present are removed, so the folder describes exactly the
+    records given.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     frame = results_frame(records)
-    atomic_write_text(out / "results.csv", frame.to_csv(index=False))
     if frame.empty:
         return frame
+    out.mkdir(parents=True, exist_ok=True)
     whitebox = whitebox_table(frame)
-    atomic_write_text(out / "whitebox.csv", whitebox.to_csv(index=False))
     transfers = transfer_tables(frame)
-    written = set()
+    files = {"results.csv": frame.to_csv(index=False), "whitebox.csv": whitebox.to_csv(index=False)}
     for (dataset, attack, eps), table in transfers.items():
-        name = f"transfer_{_slug(dataset)}_{_slug(attack)}_eps{eps:g}.csv"
-        atomic_write_text(out / name, table.to_csv())
-        written.add(name)
+        files[f"transfer_{_slug(dataset)}_{_slug(attack)}_eps{eps:g}.csv"] = table.to_csv()
+    files["summary.md"] = summary_markdown(frame, whitebox, transfers)
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
     for stale in out.glob("transfer_*.csv"):
-        if stale.name not in written:
+        if stale.name not in files:
             stale.unlink()
-    atomic_write_text(out / "summary.md", summary_markdown(frame, whitebox, transfers))
     return frame
+
+
+def publish(out: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Rebuild ``out``'s leaderboard from its whole results store, holding the folder's lock.
+
+    Two runs writing to one folder therefore leave one consistent set describing both, never one
+    run's files with the other's deleted. Returns the frame and one line per unreadable record.
+    """
+    from filelock import FileLock
+
+    from advbench.store import ResultStore
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out / ".store")
+    with FileLock(out / ".leaderboard.lock"):
+        frame = write(store.records(), out)
+    return frame, store.report()

@@ -17,11 +17,11 @@ from advbench.backends import make_backend
 from advbench.config import PROTOCOLS, RunConfig
 from advbench.context import WorkerEnv
 from advbench.data.catalog import DatasetCatalog
-from advbench.io import verified
-from advbench.plan import Cell, Plan, attack_choices, build_plan
+from advbench.io import clean_stale_temps
+from advbench.plan import Plan, attack_choices, build_plan
 from advbench.plugins import Registry
 from advbench.records import CraftRecord, EvalRecord, RunSummary
-from advbench.steps import Steps
+from advbench.steps import Steps, pending
 from advbench.store import ResultStore
 from advbench.utils import resolve_device
 from advbench.victims import VictimRef
@@ -88,20 +88,6 @@ def make_plan(
     return build_plan(config, attack_choices(config, registry), by_dataset, fit_refs)
 
 
-def pending(plan: Plan, store: ResultStore) -> Plan:
-    """The part of ``plan`` still to do: evaluations not stored, crafts whose queries are not kept."""
-    cells = []
-    for cell in plan.cells:
-        evals = tuple(e for e in cell.evals if not store.is_done(e.key))
-        if not evals:
-            continue
-        record = store.get(cell.craft.key)
-        crafted = isinstance(record, CraftRecord) and verified(record.adv_file)
-        cells.append(Cell(cell.craft, evals, crafted))
-    fits = {c.craft.fit.key: c.craft.fit for c in cells if c.craft.fit is not None and not c.crafted}
-    return Plan(fits=list(fits.values()), cells=cells)
-
-
 def _collect(plan: Plan, store: ResultStore, summary: RunSummary) -> None:
     for cell in plan.cells:
         craft = store.get(cell.craft.key)
@@ -112,6 +98,21 @@ def _collect(plan: Plan, store: ResultStore, summary: RunSummary) -> None:
             record = store.get(ev.key)
             if isinstance(record, EvalRecord):
                 summary.evals.append(record)
+
+
+def clean_leftovers(config: RunConfig) -> None:
+    """Remove the temporary files a killed run left in the output folder, the store and the cache."""
+    cache = Path(config.cache_dir)
+    folders = [
+        Path(config.out),
+        Path(config.out) / ".store",
+        *(cache / d for d in ("images", "features", "victims")),
+    ]
+    for parent in (cache / "attacks", cache / "adversarial"):
+        folders += [p for p in parent.glob("*") if p.is_dir()]
+    for folder in folders:
+        if folder.is_dir():
+            clean_stale_temps(folder, folder=True)
 
 
 def worker_env(config: RunConfig) -> WorkerEnv:
@@ -136,8 +137,11 @@ def run(config: RunConfig, registry: Registry, log: Log = _stderr) -> RunSummary
         from advbench.backends.ray import import_ray
 
         import_ray()
+    for line in registry.problems_report():  # a broken plugin package is left out, and said so once
+        log(line)
     summary = RunSummary()
     store = ResultStore(Path(config.out) / ".store")
+    clean_leftovers(config)
     catalog = DatasetCatalog(config, registry)
     plan = make_plan(config, registry, catalog, summary, log)
     todo = pending(plan, store)

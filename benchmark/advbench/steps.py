@@ -10,15 +10,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from advbench import attacks, victims
 from advbench.api import ImageSplit
 from advbench.backends import Backend, TaskFailed
 from advbench.cell import compute_cell
+from advbench.claims import Claims
 from advbench.clean import CleanSet, CleanVictim, compute_clean
 from advbench.config import RunConfig
 from advbench.context import TaskContext
 from advbench.data.catalog import DatasetCatalog
+from advbench.io import verified
 from advbench.plan import Cell, FitTask, Plan
 from advbench.records import CraftRecord, EvalRecord, FailedRecord, FitRecord, Record, RunSummary
 from advbench.store import ResultStore
@@ -50,6 +53,20 @@ def _cell(
     return compute_cell(cell, clean, train, ctx, fit_seconds=fit_seconds)
 
 
+def pending(plan: Plan, store: ResultStore) -> Plan:
+    """The part of ``plan`` still to do: evaluations not stored, crafts whose queries are not kept."""
+    cells = []
+    for cell in plan.cells:
+        evals = tuple(e for e in cell.evals if not store.is_done(e.key))
+        if not evals:
+            continue
+        record = store.get(cell.craft.key)
+        crafted = isinstance(record, CraftRecord) and verified(record.adv_file)
+        cells.append(Cell(cell.craft, evals, crafted))
+    fits = {c.craft.fit.key: c.craft.fit for c in cells if c.craft.fit is not None and not c.crafted}
+    return Plan(fits=list(fits.values()), cells=cells)
+
+
 class Steps:
     """The steps of a pending plan through a backend, writing records to the store as they arrive."""
 
@@ -64,6 +81,8 @@ class Steps:
     ) -> None:
         self.config, self.catalog, self.backend = config, catalog, backend
         self.store, self.summary, self.log = store, summary, log
+        self.cache_claims = Claims(Path(config.cache_dir) / "locks", log)  # victims and fits: per cache
+        self.out_claims = Claims(store.root / "locks", log)  # cells: per results store
 
     def fail(self, label: str, key: str, message: str, unit: str) -> None:
         self.store.put(FailedRecord(key=f"{key}.failed", label=label, error=message, failed=unit))  # type: ignore[arg-type]
@@ -71,14 +90,24 @@ class Steps:
         self.log(f"FAILED {label}: {message}")
 
     def train(self, plan: Plan) -> Plan:
-        """Train the victims the plan needs that have no checkpoint; drop the cells of any that fail."""
-        todo = [r for r in plan.victims() if r.origin == "train" and not Path(r.checkpoint).exists()]
-        calls = [(ref, self.catalog.split(ref.dataset, "train")) for ref in todo]
+        """Train the victims the plan needs that have no checkpoint; drop the cells of any that fail.
+
+        A victim another run is training (same cache) is waited for, not trained twice.
+        """
+        todo = [r for r in plan.victims() if r.origin == "train" and not verified(r.checkpoint)]
         lost = set()
-        for i, out in self.backend.map(_train, calls):
+        for ref, out in self.cache_claims.run(
+            todo,
+            name=lambda r: f"victim-{r.weights_id}",
+            label=lambda r: f"training {r.label}",
+            work=lambda refs: self.backend.map(
+                _train, [(r, self.catalog.split(r.dataset, "train")) for r in refs]
+            ),
+            refresh=lambda r: None if verified(r.checkpoint) else r,
+        ):
             if isinstance(out, TaskFailed):
-                self.fail(f"{todo[i].dataset}/{todo[i].name}", todo[i].weights_id, out.message, "train")
-                lost.add(todo[i])
+                self.fail(f"{ref.dataset}/{ref.name}", ref.weights_id, out.message, "train")
+                lost.add(ref)
         return self._without(plan, lost, "its victim could not be trained")
 
     def _without(self, plan: Plan, lost: set[VictimRef], why: str) -> Plan:
@@ -125,11 +154,18 @@ class Steps:
         return self._without(plan, lost, "clean features of its victim failed"), shared
 
     def fits(self, plan: Plan) -> Plan:
-        """Run the fit steps; cells whose fit failed fail with its message."""
-        calls = [(task, self.catalog.split(task.source.dataset, "train")) for task in plan.fits]
+        """Run the fit steps (a fit another run holds is waited for, then reloaded from the cache);
+        cells whose fit failed fail with its message."""
         failed: dict[str, str] = {}
-        for i, out in self.backend.map(_fit, calls):
-            task = plan.fits[i]
+        for task, out in self.cache_claims.run(
+            plan.fits,
+            name=lambda t: f"fit-{t.key}",
+            label=lambda t: t.label,
+            work=lambda tasks: self.backend.map(
+                _fit, [(t, self.catalog.split(t.source.dataset, "train")) for t in tasks]
+            ),
+            refresh=lambda t: t,
+        ):
             if isinstance(out, TaskFailed):
                 self.fail(task.label, task.key, out.message, "fit")
                 failed[task.key] = out.message
@@ -144,16 +180,28 @@ class Steps:
                 cells.append(cell)
         return Plan(fits=plan.fits, cells=cells)
 
+    def _cell_call(self, cell: Cell, shared: dict[str, object]) -> tuple[Any, ...]:
+        fit = cell.craft.fit
+        train = self.catalog.split(fit.source.dataset, "train") if fit and not cell.crafted else None
+        record = self.store.get(fit.key) if fit else None
+        seconds = record.fit_seconds if isinstance(record, FitRecord) else 0.0
+        return (cell, shared[cell.craft.dataset], train, seconds)
+
     def cells(self, plan: Plan, shared: dict[str, object]) -> None:
-        calls = []
-        for cell in plan.cells:
-            fit = cell.craft.fit
-            train = self.catalog.split(fit.source.dataset, "train") if fit and not cell.crafted else None
-            record = self.store.get(fit.key) if fit else None
-            seconds = record.fit_seconds if isinstance(record, FitRecord) else 0.0
-            calls.append((cell, shared[cell.craft.dataset], train, seconds))
-        for i, out in self.backend.map(_cell, calls):
-            cell = plan.cells[i]
+        """Run the cells; one another run holds (same output folder) is waited for, then only what it
+        left undone is computed."""
+
+        def left(cell: Cell) -> Cell | None:
+            rest = pending(Plan(cells=[cell]), self.store).cells
+            return rest[0] if rest else None
+
+        for cell, out in self.out_claims.run(
+            plan.cells,
+            name=lambda c: f"cell-{c.craft.key}",
+            label=lambda c: c.craft.label,
+            work=lambda cells: self.backend.map(_cell, [self._cell_call(c, shared) for c in cells]),
+            refresh=left,
+        ):
             if isinstance(out, TaskFailed):
                 self.fail(cell.craft.label, cell.craft.key, out.message, "craft")
                 continue
@@ -190,7 +238,7 @@ class Steps:
             clock = now
 
         lap("start", 0)
-        trains = sum(r.origin == "train" and not Path(r.checkpoint).exists() for r in plan.victims())
+        trains = sum(r.origin == "train" and not verified(r.checkpoint) for r in plan.victims())
         plan = self.train(plan)
         lap("victims trained", trains)
         plan, shared = self.clean(plan)

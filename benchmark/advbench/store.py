@@ -22,16 +22,33 @@ class ResultStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.unreadable: dict[Path, str] = {}  # records that exist but hold no valid record
 
     def _path(self, key: str) -> Path:
         return self.root / f"{key}.json"
 
     def get(self, key: str) -> Record | None:
-        """The record stored under ``key``; None when absent, unreadable or of an unknown kind."""
+        """The record stored under ``key``; None when absent, unreadable or of an unknown kind.
+
+        An existing file that is not a valid record (damaged, not JSON, not an object, another
+        layout) counts as not done and is noted in :attr:`unreadable` for the caller to report.
+        """
+        path = self._path(key)
         try:
-            return from_json(json.loads(self._path(key).read_text()))
-        except (OSError, ValueError):
+            text = path.read_text()
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError) as exc:
+            self.unreadable[path] = type(exc).__name__
+            return None
+        try:
+            record = from_json(json.loads(text))
+        except ValueError as exc:
+            self.unreadable[path] = type(exc).__name__
+            return None
+        if record is None:
+            self.unreadable[path] = "not a record of this advbench version"
+        return record
 
     def is_done(self, key: str) -> bool:
         record = self.get(key)
@@ -46,7 +63,22 @@ class ResultStore:
         self._path(key).unlink(missing_ok=True)
 
     def records(self) -> Iterator[Record]:
-        for path in sorted(self.root.glob("*.json")):
+        """Every valid record, oldest file first (so that a newer record of the same result wins)."""
+
+        def age(path: Path) -> tuple[int, str]:
+            try:
+                return path.stat().st_mtime_ns, path.name
+            except OSError:
+                return 0, path.name
+
+        for path in sorted(self.root.glob("*.json"), key=age):
             record = self.get(path.stem)
             if record is not None:
                 yield record
+
+    def report(self) -> list[str]:
+        """One line per unreadable record met so far."""
+        return [
+            f"unreadable store record {p}: {why}; treated as not done"
+            for p, why in sorted(self.unreadable.items())
+        ]
