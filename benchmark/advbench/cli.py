@@ -8,11 +8,15 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from advbench.api import AdvbenchError
+
+if TYPE_CHECKING:
+    from advbench.config import RunConfig
+    from advbench.plugins import Registry
 
 EXAMPLES = """examples:
   advbench run                                   # embedded default: synthetic x default victims x default attacks
@@ -44,9 +48,11 @@ def _scoped(items: Sequence[str], flag: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
+def _size(text: str | Sequence[int] | None) -> tuple[int, int] | None:
     if not text:
         return None
+    if isinstance(text, list | tuple):  # a config file's [H, W]
+        return int(text[0]), int(text[1])
     try:
         h, w = (int(x) for x in text.lower().split("x"))
     except ValueError:
@@ -54,13 +60,15 @@ def _size(text: str | None) -> tuple[int, int] | None:
     return h, w
 
 
-def _eps(text: str) -> tuple[float, ...]:
+def _eps(value: str | float | Sequence[float]) -> tuple[float, ...]:
+    """``--eps`` text (``4,16``), or a config file's number or list, as floats (ranges: :mod:`advbench.validate`)."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
     try:
-        values = tuple(float(x) for x in str(text).split(",") if x.strip())
+        values = tuple(float(x) for x in items if str(x).strip())
     except ValueError:
-        raise AdvbenchError(f"--eps expects numbers in 1/255 units such as 4,8,16, got {text!r}") from None
-    if not values or any(v <= 0 or v > 255 for v in values):
-        raise AdvbenchError(f"--eps values must be in (0, 255] (1/255 units), got {text!r}")
+        raise AdvbenchError(f"--eps expects numbers in 1/255 units such as 4,8,16, got {value!r}") from None
+    if not values:
+        raise AdvbenchError(f"--eps expects numbers in 1/255 units such as 4,8,16, got {value!r}")
     return values
 
 
@@ -74,15 +82,15 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="folder holding the real datasets (default $ADVBENCH_DATA)",
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dataset-param", action="append", default=[], metavar="DATASET.KEY=VALUE")
-    p.add_argument("--victim-param", action="append", default=[], metavar="VICTIM.KEY=VALUE")
+    p.add_argument("--device", default=None, help="auto (CUDA when present, the default), cpu or cuda[:N]")
+    p.add_argument("--seed", type=int, default=None, help="run seed (default 0)")
+    p.add_argument("--dataset-param", action="append", default=None, metavar="DATASET.KEY=VALUE")
+    p.add_argument("--victim-param", action="append", default=None, metavar="VICTIM.KEY=VALUE")
     p.add_argument(
         "--train-steps", type=int, default=None, help="override every victim's training step budget"
     )
     p.add_argument("--input-size", default=None, metavar="HxW", help="override the dataset's crop size")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", default=None, help="no progress bars")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -101,53 +109,59 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", type=Path, default=None, help="YAML file with any of these options (flags win)"
     )
-    run.add_argument("--datasets", default="default", help="names, shell patterns, 'default' or 'all'")
+    run.add_argument(
+        "--datasets", default=None, help="names, shell patterns, 'default' (the default) or 'all'"
+    )
     run.add_argument(
         "--victims",
-        default="default",
-        help="names, shell patterns, 'default' or 'all'; timm:<model> for any timm model",
+        default=None,
+        help="names, shell patterns, 'default' (the default) or 'all'; timm:<model> for any timm model",
     )
     run.add_argument(
         "--attacks",
-        default="default",
-        help="names, shell patterns, 'default' or 'all'; torchattacks:<Name> for more",
+        default=None,
+        help="names, shell patterns, 'default' (the default) or 'all'; torchattacks:<Name> for more",
     )
-    run.add_argument("--eps", default="16", help="L∞ budgets in 1/255 units, comma separated (default 16)")
+    run.add_argument("--eps", default=None, help="L∞ budgets in 1/255 units, comma separated (default 16)")
     run.add_argument(
         "--out",
         type=Path,
-        default=Path("leaderboards"),
-        help="leaderboard folder (results store in OUT/.store)",
+        default=None,
+        help="leaderboard folder (default leaderboards; results store in OUT/.store)",
     )
     run.add_argument(
         "--victim-weights",
         action="append",
-        default=[],
+        default=None,
         metavar="VICTIM=PATH",
         help="use this checkpoint (advbench or the victim's official format)",
     )
-    run.add_argument("--attack-param", action="append", default=[], metavar="ATTACK.KEY=VALUE")
+    run.add_argument("--attack-param", action="append", default=None, metavar="ATTACK.KEY=VALUE")
     run.add_argument(
         "--fit-on", default=None, metavar="DATASET", help="fit learning attacks on this dataset's train split"
     )
     run.add_argument(
         "--train-missing",
         action="store_true",
+        default=None,
         help="train victims that have no checkpoint (always on for embedded datasets)",
     )
-    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--batch-size", type=int, default=None, help="query images per batch (default 64)")
     run.add_argument(
         "--protocol",
-        default="market",
+        default=None,
         choices=["market", "cuhk03-classic"],
         help="Market-1501 protocol for every dataset (default) or CUHK03's single-gallery-shot CMC",
     )
     run.add_argument(
-        "--no-quantize", action="store_true", help="keep adversarial images as floats instead of 8-bit"
+        "--no-quantize",
+        action="store_true",
+        default=None,
+        help="keep adversarial images as floats instead of 8-bit",
     )
     run.add_argument(
         "--backend",
-        default="local",
+        default=None,
         choices=["local", "ray"],
         help="run tasks in this process (default) or as Ray tasks (pip install -e '.[ray]')",
     )
@@ -157,11 +171,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--threads",
         type=int,
-        default=0,
+        default=None,
         help="torch threads per task on either backend (default: this machine's cores); "
         "equal threads give equal numbers on both backends",
     )
-    run.add_argument("--amp", action="store_true", help="bf16 autocast for victims on CUDA (ignored on CPU)")
+    run.add_argument(
+        "--amp", action="store_true", default=None, help="bf16 autocast for victims on CUDA (ignored on CPU)"
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every input, resolve datasets and victims, print the plan (cells done / to do, "
+        "victims to train, fits) and exit without computing",
+    )
 
     train = sub.add_parser("train", help="train a victim on a dataset's train split and cache the checkpoint")
     _common(train)
@@ -181,58 +203,80 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _config_from(args: argparse.Namespace):
-    from advbench.config import RunConfig, default_cache_dir, default_data_root
+def _merge_scoped(*layers: Any) -> dict[str, dict[str, Any]]:
+    """{NAME: {KEY: VALUE}} layers merged key by key, later layers winning."""
+    out: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for name, params in layer.items():
+            out.setdefault(name, {}).update(params)
+    return out
 
-    options: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        try:
-            options = yaml.safe_load(Path(args.config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise AdvbenchError(f"cannot read config file {args.config}: {exc}") from None
-        if not isinstance(options, dict):
-            raise AdvbenchError(f"config file {args.config} must hold a mapping of options")
 
-    def pick(name: str, flag_value: Any, default: Any) -> Any:
-        return flag_value if flag_value not in (None, [], default) else options.get(name, flag_value)
+def _listed(value: Any) -> list[str]:
+    """A config file's string or list of ``NAME.KEY=VALUE`` items as a list."""
+    return [value] if isinstance(value, str) else list(value or [])
 
-    data_root = pick("data_root", args.data_root, None) or default_data_root()
+
+def _config_from(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of ``args``: each flag given wins, then the ``--config`` file, then RunConfig's default.
+
+    Every flag defaults to None, so that a flag given with its default value (``--eps 16``) still wins
+    over the file; ``--config`` keys and types are checked by :func:`advbench.validate.read_config_file`.
+    """
+    from advbench.config import RunConfig
+    from advbench.validate import read_config_file
+
+    options = read_config_file(args.config) if getattr(args, "config", None) else {}
+
+    def pick(name: str) -> Any:
+        flag = getattr(args, name, None)
+        return flag if flag is not None else options.get(name)
+
+    def names(name: str) -> str | None:
+        value = pick(name)
+        return ",".join(value) if isinstance(value, list) else value
+
+    given: dict[str, Any] = {
+        "datasets": names("datasets"),
+        "victims": names("victims"),
+        "attacks": names("attacks"),
+        "eps": _eps(pick("eps")) if pick("eps") is not None else None,
+        "out": Path(pick("out")).expanduser() if pick("out") is not None else None,
+        "cache_dir": Path(pick("cache")).expanduser() if pick("cache") is not None else None,
+        "data_root": Path(pick("data_root")).expanduser() if pick("data_root") is not None else None,
+        "device": pick("device"),
+        "seed": pick("seed"),
+        "train_steps": pick("train_steps"),
+        "train_missing": pick("train_missing"),
+        "fit_on": pick("fit_on"),
+        "input_size": _size(pick("input_size")),
+        "batch_size": pick("batch_size"),
+        "quantize": None if pick("no_quantize") is None else not pick("no_quantize"),
+        "protocol": pick("protocol"),
+        "backend": pick("backend"),
+        "address": pick("address"),
+        "threads": pick("threads"),
+        "amp": pick("amp"),
+    }
     weights = {
         **options.get("victim_weights", {}),
-        **_key_values(getattr(args, "victim_weights", []), "--victim-weights"),
+        **_key_values(getattr(args, "victim_weights", None) or [], "--victim-weights"),
+    }
+    scoped = {
+        kind: _merge_scoped(
+            options.get(f"{kind}_params", {}),
+            _scoped(_listed(options.get(f"{kind}_param")), f"--{kind}-param"),
+            _scoped(getattr(args, f"{kind}_param", None) or [], f"--{kind}-param"),
+        )
+        for kind in ("attack", "victim", "dataset")
     }
     return RunConfig(
-        datasets=pick("datasets", getattr(args, "datasets", "default"), "default"),
-        victims=pick("victims", getattr(args, "victims", "default"), "default"),
-        attacks=pick("attacks", getattr(args, "attacks", "default"), "default"),
-        eps=_eps(pick("eps", getattr(args, "eps", "16"), "16")),
-        out=Path(pick("out", getattr(args, "out", Path("leaderboards")), Path("leaderboards"))),
-        cache_dir=Path(pick("cache", args.cache, None) or default_cache_dir()).expanduser(),
-        data_root=Path(data_root).expanduser() if data_root else None,
-        device=pick("device", args.device, "auto"),
-        seed=int(pick("seed", args.seed, 0)),
+        **{k: v for k, v in given.items() if v is not None},
         victim_weights={k: Path(str(v)).expanduser() for k, v in weights.items()},
-        attack_params={
-            **options.get("attack_params", {}),
-            **_scoped(getattr(args, "attack_param", []), "--attack-param"),
-        },
-        dataset_params={
-            **options.get("dataset_params", {}),
-            **_scoped(args.dataset_param, "--dataset-param"),
-        },
-        victim_params={**options.get("victim_params", {}), **_scoped(args.victim_param, "--victim-param")},
-        train_steps=pick("train_steps", args.train_steps, None),
-        train_missing=bool(getattr(args, "train_missing", False) or options.get("train_missing", False)),
-        fit_on=pick("fit_on", getattr(args, "fit_on", None), None),
-        input_size=_size(pick("input_size", args.input_size, None)),
-        batch_size=int(pick("batch_size", getattr(args, "batch_size", 64), 64)),
-        quantize=not (getattr(args, "no_quantize", False) or options.get("no_quantize", False)),
-        protocol=pick("protocol", getattr(args, "protocol", "market"), "market"),
-        progress=not args.no_progress and sys.stderr.isatty(),
-        backend=pick("backend", getattr(args, "backend", "local"), "local"),
-        address=pick("address", getattr(args, "address", None), None),
-        threads=int(pick("threads", getattr(args, "threads", 0), 0)),
-        amp=bool(getattr(args, "amp", False) or options.get("amp", False)),
+        attack_params=scoped["attack"],
+        victim_params=scoped["victim"],
+        dataset_params=scoped["dataset"],
+        progress=not pick("no_progress") and sys.stderr.isatty(),
     )
 
 
@@ -240,19 +284,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from advbench import leaderboard
     from advbench.plugins import get_registry
     from advbench.runner import run
+    from advbench.validate import validate
 
     registry = get_registry()
     config = _config_from(args)
-    for kind, selector in (
-        ("dataset", config.datasets),
-        ("victim", config.victims),
-        ("attack", config.attacks),
-    ):
-        registry.select(kind, selector)  # unknown names fail here, before any work
-    if config.fit_on:
-        registry.get("dataset", config.fit_on)
-    for name in config.victim_weights:
-        registry.get("victim", name)
+    validate(config, registry)  # every input, before any dataset is loaded or anything computed
+    if args.dry_run:
+        return _dry_run(config, registry)
     start = time.perf_counter()
     summary = run(config, registry)
     frame = leaderboard.write(summary.records, config.out)
@@ -265,6 +303,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _dry_run(config: RunConfig, registry: Registry) -> int:
+    """Print the plan a run of ``config`` would execute (what is done, what is left) and compute nothing.
+
+    Planning is the run's own (:func:`advbench.runner.make_plan` and :func:`advbench.steps.pending`),
+    so datasets are loaded as a run loads them: victim and cell keys hash each dataset's fingerprint and
+    train ids, which only its plugin knows, so an embedded dataset not yet in the cache is generated
+    (and kept for the run). Nothing is decoded, trained, fitted or crafted, and the store is not written.
+    """
+    from advbench.data.catalog import DatasetCatalog
+    from advbench.records import FitRecord, RunSummary
+    from advbench.runner import make_plan
+    from advbench.steps import pending
+    from advbench.store import ResultStore
+
+    summary = RunSummary()
+    store = ResultStore(Path(config.out) / ".store")
+    plan = make_plan(config, registry, DatasetCatalog(config, registry), summary)
+    todo = pending(plan, store)
+    left = {cell.craft.key: cell for cell in todo.cells}
+    train = [r for r in todo.victims() if r.origin == "train" and not Path(r.checkpoint).exists()]
+    for ref in train:
+        print(f"train  {ref.label}: {ref.recipe.steps} steps, {ref.num_classes} ids -> {ref.checkpoint}")
+    for fit in todo.fits:
+        stored = (
+            " (fitted before: reloaded if its cache entry is intact)"
+            if isinstance(store.get(fit.key), FitRecord)
+            else ""
+        )
+        print(f"fit    {fit.label.removeprefix('fit ')}{stored}")
+    for cell in plan.cells:
+        rest = left.get(cell.craft.key)
+        if rest is None:
+            print(f"done   {cell.craft.label}")
+        elif rest.crafted:
+            print(f"to do  {cell.craft.label}: {len(rest.evals)} evaluation(s) of stored queries")
+        else:
+            print(f"to do  {cell.craft.label}: craft, {len(rest.evals)} evaluation(s)")
+    for label, message in summary.failed:
+        print(f"unavailable  {label}: {message}")
+    print(
+        f"dry run: {len(plan.cells)} cells, {len(plan.cells) - len(todo.cells)} done, {len(todo.cells)} "
+        f"to do; {len(train)} victim(s) to train, {len(todo.fits)} fit(s); nothing computed"
+    )
+    return 1 if summary.failed else 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import shutil
 
@@ -272,10 +356,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from advbench.data.catalog import DatasetCatalog
     from advbench.plugins import get_registry
     from advbench.utils import resolve_device
+    from advbench.validate import validate
 
     registry = get_registry()
-    args.victims = args.victim
+    args.victims, args.datasets = args.victim, args.dataset
     config = _config_from(args)
+    validate(config, registry, out=False)
     catalog = DatasetCatalog(config, registry)
     ds = args.dataset
     ref = victims.resolve(

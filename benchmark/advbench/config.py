@@ -23,7 +23,10 @@ def default_data_root() -> Path | None:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one ``advbench run`` depends on (the CLI fills it from its flags).
+    """Everything one ``advbench run`` depends on (the CLI fills it from its flags and ``--config``).
+
+    :func:`advbench.validate.validate` checks one against the registry before any work (the CLI
+    calls it before :func:`advbench.runner.run`).
 
     ``threads`` pins torch's intra-op threads in every task on either backend (0: torch's own
     count in the driver, i.e. its cores), so that both backends do the same arithmetic. ``amp`` runs victims under
