@@ -38,9 +38,9 @@ class Claims:
         work: Callable[[list[T]], Iterator[tuple[int, Any]]],
         refresh: Callable[[T], T | None],
     ) -> Iterator[tuple[T, Any]]:
-        """Yield ``(item, outcome)`` for the items whose claim this run holds, each claim held while
-        ``work`` computes it; an item another run holds is waited for, then ``refresh``-ed (None:
-        nothing left to do, skipped with a note) and computed."""
+        """Yield ``(item, outcome)`` for the items this run claims, each claim held while ``work``
+        computes it. Every item is ``refresh``-ed once its claim is held (None: another run did it,
+        skipped with a note); an item another run holds is waited for first."""
         free, busy, locks = [], [], {}
         for item in items:
             lock = self._lock(name(item))
@@ -49,8 +49,13 @@ class Claims:
             except Timeout:
                 busy.append(item)
                 continue
-            locks[item] = lock
-            free.append(item)
+            fresh = refresh(item)  # another run may have finished it since this run planned it
+            if fresh is None:
+                lock.release()
+                self.log(f"{label(item)}: done by another run")
+                continue
+            locks[fresh] = lock
+            free.append(fresh)
         try:
             for i, outcome in work(free):
                 locks.pop(free[i]).release()
@@ -63,7 +68,7 @@ class Claims:
             with self._lock(name(item)):
                 again = refresh(item)
                 if again is None:
-                    self.log(f"{label(item)}: done by the other run")
+                    self.log(f"{label(item)}: done by another run")
                     continue
                 for _, outcome in work([again]):
                     yield again, outcome

@@ -293,7 +293,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(config, registry)
     start = time.perf_counter()
     summary = run(config, registry)
-    frame = leaderboard.write(summary.records, config.out)
+    frame, problems = leaderboard.publish(config.out)  # the folder's whole store, under its lock
+    for line in problems:
+        print(f"warning: {line}", file=sys.stderr)
     print(
         f"{summary.done} cells computed, {summary.skipped} already done, {len(summary.failed)} failed "
         f"in {time.perf_counter() - start:.0f} s; {len(frame)} rows -> {config.out / 'results.csv'}"
@@ -455,9 +457,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from advbench import leaderboard
-    from advbench.store import ResultStore
 
-    frame = leaderboard.write(ResultStore(args.out / ".store").records(), args.out)
+    frame, problems = leaderboard.publish(args.out)
+    for line in problems:
+        print(f"warning: {line}", file=sys.stderr)
+    if frame.empty:
+        print(f"no finished cell in {args.out / '.store'}: nothing written")
+        return 1
     print(f"{len(frame)} rows -> {args.out / 'results.csv'}")
     return 0
 

@@ -42,8 +42,6 @@ __all__ = [
 ]
 
 _HOST = socket.gethostname().replace(".", "_")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime_ns) already checked in this process
 
 
@@ -51,8 +49,14 @@ def _temp_sibling(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a published file follows the umask
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a published file follows the umask
     return fd, tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def digest_file(path: Path | str) -> Path:

@@ -145,6 +145,8 @@ def run(config: RunConfig, registry: Registry, log: Log = _stderr) -> RunSummary
     catalog = DatasetCatalog(config, registry)
     plan = make_plan(config, registry, catalog, summary, log)
     todo = pending(plan, store)
+    for line in store.report():
+        log(f"warning: {line}")
     summary.skipped = len(plan.cells) - len(todo.cells)
     log(f"{len(plan.cells)} cells: {summary.skipped} already done, {len(todo.cells)} to run")
     if todo.cells:

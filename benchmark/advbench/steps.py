@@ -99,7 +99,7 @@ class Steps:
         for ref, out in self.cache_claims.run(
             todo,
             name=lambda r: f"victim-{r.weights_id}",
-            label=lambda r: f"training {r.label}",
+            label=lambda r: f"victim {r.label}",
             work=lambda refs: self.backend.map(
                 _train, [(r, self.catalog.split(r.dataset, "train")) for r in refs]
             ),
