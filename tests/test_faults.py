@@ -330,3 +330,35 @@ def test_files_follow_the_umask(session_cache: Path, tmp_path: Path) -> None:
         os.umask(old)
     for path in [out / "results.csv", *(out / ".store").glob("*.json")]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o664, path
+
+
+class _Cropped(Attack):
+    name = "cropped"
+
+    def perturb(self, victim, images, pids, camids, *, gallery=None):
+        return images[..., :-1]
+
+
+class _CroppedPlugin:
+    @hookimpl
+    def advbench_attacks(self):
+        return [AttackSpec(name="cropped", description="wrong shape", build=_Cropped)]
+
+
+def test_a_perturbation_of_the_wrong_shape_fails_its_cell_naming_both_shapes(
+    session_cache: Path, tmp_path: Path
+) -> None:
+    from test_runner import _tiny_config
+
+    registry = build_registry(discover([("test-cropped", _CroppedPlugin())]))
+    summary = run(_tiny_config(session_cache, tmp_path, attacks="cropped,fgsm"), registry)
+    assert summary.done == 2
+    messages = [m for label, m in summary.failed if "cropped" in label]
+    assert len(messages) == 2
+    for (
+        message
+    ) in messages:  # "... returned images of shape (n, 3, H, W-1) for a batch of shape (n, 3, H, W)"
+        got, want = (
+            tuple(int(x) for x in part.split(")")[0].split(", ")) for part in message.split("shape (")[1:]
+        )
+        assert got[:3] == want[:3] and got[3] == want[3] - 1
