@@ -33,9 +33,8 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
-@pytest.fixture
-def tiny_run_args(session_cache: Path, tmp_path: Path) -> list[str]:
-    """CLI arguments of a tiny but complete ``advbench run`` writing to a fresh folder."""
+def tiny_cli(cache: Path, out: Path, *extra: str) -> list[str]:
+    """CLI arguments of a tiny but complete ``advbench run`` on the tiny synthetic grid, plus ``extra``."""
     params = [f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()]
     return [
         "run",
@@ -46,11 +45,18 @@ def tiny_run_args(session_cache: Path, tmp_path: Path) -> list[str]:
         "--train-steps",
         "6",
         "--cache",
-        str(session_cache),
+        str(cache),
         "--out",
-        str(tmp_path / "lb"),
+        str(out),
         "--device",
         "cpu",
         "--no-progress",
         *params,
+        *extra,
     ]
+
+
+@pytest.fixture
+def tiny_run_args(session_cache: Path, tmp_path: Path) -> list[str]:
+    """CLI arguments of a tiny but complete ``advbench run`` writing to a fresh folder."""
+    return tiny_cli(session_cache, tmp_path / "lb")

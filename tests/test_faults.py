@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_SYNTHETIC, TINY_VICTIMS
+from conftest import TINY_VICTIMS, tiny_cli
 
 from advbench import hookimpl
 from advbench.api import Attack, AttackSpec, Victim, VictimSpec
@@ -33,29 +33,7 @@ TIMING = ["sec_per_image", "fit_seconds", "device"]
 
 
 def _args(cache: Path, out: Path, *extra: str, attacks: str = "fgsm,pgd") -> list[str]:
-    data = [f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()]
-    return [
-        "run",
-        "--datasets",
-        "synthetic",
-        "--victims",
-        TINY_VICTIMS,
-        "--attacks",
-        attacks,
-        "--eps",
-        "8",
-        "--train-steps",
-        "6",
-        "--cache",
-        str(cache),
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-        "--no-progress",
-        *data,
-        *extra,
-    ]
+    return tiny_cli(cache, out, "--attacks", attacks, "--eps", "8", *extra)
 
 
 def _results(out: Path) -> pd.DataFrame:

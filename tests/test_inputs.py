@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SYNTHETIC, TINY_VICTIMS
+from conftest import TINY_SYNTHETIC, TINY_VICTIMS, tiny_cli
 
 from advbench.api import AdvbenchError
 from advbench.cli import main
@@ -25,29 +25,7 @@ from advbench.validate import validate
 
 def _args(tmp_path: Path, *extra: str) -> list[str]:
     """A tiny valid `advbench run` (fgsm, eps 8) into tmp_path/cache and tmp_path/lb, plus ``extra``."""
-    params = [f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()]
-    return [
-        "run",
-        "--datasets",
-        "synthetic",
-        "--victims",
-        TINY_VICTIMS,
-        "--attacks",
-        "fgsm",
-        "--eps",
-        "8",
-        "--train-steps",
-        "6",
-        "--cache",
-        str(tmp_path / "cache"),
-        "--out",
-        str(tmp_path / "lb"),
-        "--device",
-        "cpu",
-        "--no-progress",
-        *params,
-        *extra,
-    ]
+    return tiny_cli(tmp_path / "cache", tmp_path / "lb", "--attacks", "fgsm", "--eps", "8", *extra)
 
 
 def _nothing_computed(tmp_path: Path, *, dataset: bool = False) -> None:
