@@ -244,15 +244,16 @@ class Attack(abc.ABC):
 class AttackSpec:
     """A registered attack: ``build(eps=..., **params) -> Attack``, params defaulting to ``defaults``.
 
-    ``default=True`` puts it in ``--attacks default``; ``variant=True`` makes the name a family
-    (``torchattacks:APGD`` reaches ``build(..., variant="APGD")``), left out of ``--attacks all``.
+    ``default=True`` puts it in ``--attacks default`` (opt-in, False unless set, as for every spec);
+    ``variant=True`` makes the name a family (``torchattacks:APGD`` reaches
+    ``build(..., variant="APGD")``), left out of ``--attacks all``.
     """
 
     name: str
     description: str
     build: Callable[..., Attack]
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    default: bool = True
+    default: bool = False
     variant: bool = False
     threat_model: str = "white-box, L∞"
     version: str = "0"

@@ -28,6 +28,11 @@ lowercase letters, digits, ``-``, ``_``, ``.`` (``:`` is reserved for ``family:v
 string keys, ``description`` one non-empty line, ``version`` a string, a dataset's ``input_size``
 two positive ints. Names are unique across plugins of one kind.
 
+One ``default`` rule for every kind: a spec's ``default`` is False unless its plugin sets
+``default=True``, and ``--attacks/--victims/--datasets default`` select exactly the specs that do.
+Installing a package therefore adds nothing to a default run unless it opts in; the built-ins in
+the default selection say ``default=True`` explicitly.
+
 A plugin that breaks a rule never takes advbench down: if a hook raises, returns anything else, or
 a spec fails the checks, or a name is also registered by another plugin, that plugin (the whole
 entry point) is left out and reported by ``advbench plugins`` (exit code 1) and once per run, with

@@ -59,7 +59,14 @@ def advbench_attacks() -> list[AttackSpec]:
     from advbench_torchattacks.catalog import SUPPORTED
 
     specs = [
-        AttackSpec(name=name, description=desc, build=_named(cls), defaults=defaults, version=__version__)
+        AttackSpec(
+            name=name,
+            description=desc,
+            build=_named(cls),
+            defaults=defaults,
+            default=True,
+            version=__version__,
+        )
         for name, (cls, desc, defaults) in NAMED.items()
     ]
     specs.append(
@@ -68,6 +75,7 @@ def advbench_attacks() -> list[AttackSpec]:
             description="PGD-10 on the embedding itself: maximise 1 - cos(f(x_adv), f(x)); needs no labels",
             build=_feature_pgd,
             defaults={"steps": 10, "random_start": True},
+            default=True,
             version=__version__,
         )
     )
