@@ -20,6 +20,7 @@ from advbench.metrics.reid import (
     evaluate_queries,
     gallery_distances,
     prepare_gallery,
+    top_matches,
 )
 
 
@@ -108,6 +109,32 @@ def test_evaluate_matches_reference(seed: int, ties: bool, chunk_size: int | Non
     assert ref[3] < len(qp)  # the problem really has queries without a match
     scores = evaluate(dist, qp, gp, qc, gc, max_rank=20, chunk_size=chunk_size)
     assert_matches_reference(scores, ref, 20)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_per_query_ap_matches_reference_one_query_at_a_time(chunk_size: int | None) -> None:
+    dist, qp, gp, qc, gc = random_problem(3, ties=True)
+    scores = evaluate(dist, qp, gp, qc, gc, chunk_size=chunk_size)
+    assert scores.query_ap is not None and scores.query_ap.shape == (len(qp),)
+    for i in range(len(qp)):
+        ref = reference_market(dist[i : i + 1], qp[i : i + 1], gp, qc[i : i + 1], gc, max_rank=5)
+        if ref[3] == 0:
+            assert np.isnan(scores.query_ap[i])
+        else:
+            assert scores.query_ap[i] == pytest.approx(ref[0], abs=1e-12)
+    assert np.nanmean(scores.query_ap) == pytest.approx(scores.mAP, abs=1e-12)
+
+
+def test_top_matches_follow_the_ranking_without_junk() -> None:
+    _, qp, gp, qc, gc = random_problem(4)
+    qf, gf = unit_features(qp, gp, seed=4)
+    index = prepare_gallery(gf, gp, gc, "euclidean")
+    order, match = top_matches(qf, index, qp, qc, k=5)
+    dist = reference_features(np.asarray(qf), np.asarray(gf), "euclidean")
+    for i in range(len(qp)):
+        kept = [j for j in np.argsort(dist[i], kind="stable") if not (gp[j] == qp[i] and gc[j] == qc[i])]
+        assert order[i].tolist() == kept[:5]
+        assert match[i].tolist() == [bool(gp[j] == qp[i]) for j in kept[:5]]
 
 
 def test_evaluate_accepts_torch_float32_and_numpy_alike() -> None:

@@ -66,13 +66,15 @@ class ReidScores:
 
     ``cmc[k - 1]`` is rank-k accuracy; it has ``max_rank`` entries and saturates at 1 for ranks
     beyond the length of a query's list. ``num_valid_queries`` counts the queries that had at
-    least one true match and were therefore averaged.
+    least one true match and were therefore averaged. ``query_ap`` is each query's AP in query
+    order (NaN for a query without a true match), what bootstrap intervals resample.
     """
 
     mAP: float
     cmc: list[float]
     mINP: float
     num_valid_queries: int
+    query_ap: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def rank(self, k: int) -> float:
         """Rank-k accuracy (1-based: ``rank(1)`` is rank-1)."""
@@ -282,6 +284,7 @@ class _Accumulator:
     inp_sum: float = 0.0
     valid: int = 0
     cmc_hist: Tensor | None = None  # counts of first-match ranks 1..max_rank (+1 bin for beyond)
+    query_ap: list[Tensor] = field(default_factory=list)  # per chunk, NaN where no true match
 
     def add_ranks(self, ranks: Tensor, weight: float = 1.0) -> None:
         """Add first-match ranks (1-based) to the CMC histogram, each counting ``weight``."""
@@ -301,6 +304,7 @@ class _Accumulator:
             cmc=cmc,
             mINP=self.inp_sum / self.valid,
             num_valid_queries=self.valid,
+            query_ap=torch.cat(self.query_ap).cpu().numpy() if self.query_ap else None,
         )
 
 
@@ -351,6 +355,8 @@ class _Ranker:
         """AP, INP and first-match rank of each row from its true matches' 1-based kept ranks."""
         counts = torch.bincount(hit_rows, minlength=n)
         valid = counts > 0
+        per_query = torch.full((n,), float("nan"), dtype=torch.float64, device=hit_rows.device)
+        self.acc.query_ap.append(per_query)
         if not bool(valid.any()):
             return
         starts = counts.cumsum(0) - counts
@@ -359,6 +365,7 @@ class _Ranker:
         precision = k.to(torch.float64) / kept_rank.to(torch.float64)
         ap = torch.zeros(n, dtype=torch.float64, device=hit_rows.device).index_add_(0, hit_rows, precision)
         ap = ap[valid] / counts[valid].to(torch.float64)
+        per_query[valid] = ap
         first = kept_rank[starts[valid]]
         last = kept_rank[starts[valid] + counts[valid] - 1]
         inp = counts[valid].to(torch.float64) / last.to(torch.float64)
@@ -601,4 +608,27 @@ def evaluate_cuhk03_classic(
         sampled.valid += n
     scores = full.acc.scores()
     cmc = sampled.scores().cmc
-    return ReidScores(mAP=scores.mAP, cmc=cmc, mINP=scores.mINP, num_valid_queries=scores.num_valid_queries)
+    return ReidScores(
+        mAP=scores.mAP,
+        cmc=cmc,
+        mINP=scores.mINP,
+        num_valid_queries=scores.num_valid_queries,
+        query_ap=scores.query_ap,
+    )
+
+
+def top_matches(
+    q_feats: ArrayLike, gallery: GalleryIndex, q_pids: ArrayLike, q_camids: ArrayLike, k: int = 5
+) -> tuple[Tensor, Tensor]:
+    """Each query's first ``k`` gallery indices ``[n, k]`` as :func:`evaluate_queries` ranks them
+    (junk, same id and camera, removed) and whether each is a true match (same id).
+
+    For showing what an attack does to a few rankings; ties keep gallery order (a stable sort).
+    """
+    qf, qp, qc = _queries(q_feats, gallery, q_pids, q_camids)
+    assert qp is not None and qc is not None
+    dist = gallery._distances(qf).clone()
+    junk = (gallery.pids[None, :] == qp[:, None]) & (gallery.camids[None, :] == qc[:, None])
+    dist.masked_fill_(junk, float("inf"))
+    order = torch.sort(dist, dim=1, stable=True).indices[:, : min(k, len(gallery))]
+    return order, gallery.pids[order] == qp[:, None]
