@@ -259,6 +259,52 @@ class AttackSpec:
     version: str = "0"
 
 
+# ------------------------------------------------------------------------------------- defences
+class InputDefence(abc.ABC):
+    """Transforms query images ([N,3,H,W] float [0,1] -> same shape, [0,1]) before the victim sees them.
+
+    ``differentiable`` = False means an adaptive attacker goes through it with BPDA (identity
+    backward, Athalye et al., ICML 2018); ``randomized`` = True means it is evaluated as the mean
+    over ``draws`` seeded draws and adaptive attacks use EOT over as many draws. A randomized
+    defence draws its randomness from ``generator`` only, so one generator state gives one output.
+    """
+
+    differentiable: bool = True
+    randomized: bool = False
+    draws: int = 1
+
+    @abc.abstractmethod
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The defended images, same shape, dtype and device as ``images``, in [0, 1]."""
+
+
+class RankingDefence(abc.ABC):
+    """Transforms the query-gallery distances after the victim (re-ranking)."""
+
+    @abc.abstractmethod
+    def rerank(self, q_g: Tensor, q_q: Tensor, g_g: Tensor) -> Tensor:
+        """New query-gallery distances ``[Q, G]`` from query-gallery, query-query, gallery-gallery ones."""
+
+
+Defence = InputDefence | RankingDefence
+
+
+@dataclass(frozen=True)
+class DefenceSpec:
+    """A registered defence: ``build(**params) -> Defence``, params defaulting to ``defaults``.
+
+    ``default=True`` puts it in ``--defences default``; ``none`` is the reserved selector for
+    "no defence" (``--defences none,jpeg``).
+    """
+
+    name: str
+    description: str
+    build: Callable[..., Defence]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    default: bool = False
+    version: str = "0"
+
+
 # ------------------------------------------------------------------------------------- datasets
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -281,4 +327,4 @@ class DatasetSpec:
     version: str = "0"
 
 
-Spec = VictimSpec | AttackSpec | DatasetSpec
+Spec = VictimSpec | AttackSpec | DatasetSpec | DefenceSpec

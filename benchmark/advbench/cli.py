@@ -192,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--output", type=Path, default=None, help="also copy the checkpoint here")
 
     plugins = sub.add_parser("plugins", help="list every attack, victim and dataset plugin")
-    plugins.add_argument("--kind", choices=["attack", "victim", "dataset"], default=None)
+    plugins.add_argument("--kind", choices=["attack", "victim", "dataset", "defence"], default=None)
 
     datasets = sub.add_parser("datasets", help="show where each dataset was looked for and what was found")
     datasets.add_argument("--data-root", type=Path, default=None)
@@ -386,7 +386,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from advbench.plugins import get_registry
 
     registry = get_registry()
-    for kind in ("dataset", "victim", "attack"):
+    for kind in ("dataset", "victim", "attack", "defence"):
         if args.kind and args.kind != kind:
             continue
         names = registry.names(kind)

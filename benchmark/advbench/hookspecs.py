@@ -24,7 +24,7 @@ plugins`` stays fast.
 
 Each spec is checked when it is registered (:func:`advbench.plugins.check_spec`): the name is
 lowercase letters, digits, ``-``, ``_``, ``.`` (``:`` is reserved for ``family:variant``;
-``all`` and ``default`` are selectors), ``build``/``load`` callable, ``defaults`` a mapping with
+``all``, ``default`` and ``none`` are selectors), ``build``/``load`` callable, ``defaults`` a mapping with
 string keys, ``description`` one non-empty line, ``version`` a string, a dataset's ``input_size``
 two positive ints. Names are unique across plugins of one kind.
 
@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import pluggy
 
-from advbench.api import AttackSpec, DatasetSpec, VictimSpec
+from advbench.api import AttackSpec, DatasetSpec, DefenceSpec, VictimSpec
 
 PROJECT = "advbench"
 
@@ -83,4 +83,17 @@ def advbench_datasets() -> list[DatasetSpec]:
     exact splits of the dataset's protocol, and ``layout``, a few lines showing the folders it
     expects. Loading must raise :class:`~advbench.api.AdvbenchError` with a one-line message naming
     the path for a missing or malformed folder.
+    """
+
+
+@hookspec
+def advbench_defences() -> list[DefenceSpec]:
+    """Return the defences this plugin provides.
+
+    Called once when the registry is built. Each :class:`~advbench.api.DefenceSpec` names the
+    defence, gives a one-line description, its default parameters and ``build(**params)``, which
+    returns an :class:`~advbench.api.InputDefence` (a transform of the query images before the
+    victim; adaptive attacks go through it, with BPDA when it is not differentiable and EOT when it
+    is randomized) or a :class:`~advbench.api.RankingDefence` (a transform of the query-gallery
+    distances after the victim, e.g. re-ranking). ``none`` is reserved for "no defence".
     """

@@ -15,7 +15,7 @@ An entry point is left out when it
 * has a hook that raises, or returns anything but a list (or tuple, or ``None``) of the hook's spec
   type (``AttackSpec`` from ``advbench_attacks``, ...);
 * returns a spec that fails :func:`check_spec`: the name is lowercase letters, digits, ``-``, ``_``,
-  ``.`` (``:`` is reserved for ``family:variant``; ``all`` and ``default`` are selectors),
+  ``.`` (``:`` is reserved for ``family:variant``; ``all``, ``default``, ``none`` are selectors),
   ``build``/``load`` callable, ``defaults`` a mapping with string keys, ``description`` a non-empty
   single line, ``version`` a string, flags booleans, a dataset's ``input_size`` two positive ints;
 * registers a name twice, or a name another entry point also registers. A clash with a built-in
@@ -44,18 +44,28 @@ from typing import Any, Literal
 import pluggy
 
 from advbench import hookspecs
-from advbench.api import AdvbenchError, AttackSpec, DatasetSpec, Spec, TrainRecipe, VictimSpec
+from advbench.api import (
+    AdvbenchError,
+    AttackSpec,
+    DatasetSpec,
+    DefenceSpec,
+    Spec,
+    TrainRecipe,
+    VictimSpec,
+)
 
-Kind = Literal["attack", "victim", "dataset"]
+Kind = Literal["attack", "victim", "dataset", "defence"]
 KINDS: dict[Kind, tuple[str, type]] = {
     "attack": ("advbench_attacks", AttackSpec),
     "victim": ("advbench_victims", VictimSpec),
     "dataset": ("advbench_datasets", DatasetSpec),
+    "defence": ("advbench_defences", DefenceSpec),
 }
 GROUP = hookspecs.PROJECT
 SELF_DIST = "advbench"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
-RESERVED_NAMES = frozenset({"all", "default"})  # selectors of --attacks/--victims/--datasets
+RESERVED_NAMES = frozenset({"all", "default", "none"})  # selectors; "none" = no defence in --defences
+NO_DEFENCE = "none"
 
 
 @dataclass(frozen=True)
@@ -166,14 +176,18 @@ class Registry:
     def select(self, kind: Kind, selector: str | Iterable[str]) -> list[str]:
         """Expand ``all``, ``default``, comma lists and shell patterns (``resnet*``) to names.
 
-        Order follows the selector; each name appears once. Unknown plain names raise.
+        Order follows the selector; each name appears once. Unknown plain names raise. For
+        defences, ``none`` (no defence, :data:`NO_DEFENCE`) is kept in its place as a name of its
+        own (``"none,jpeg"`` -> ``["none", "jpeg"]``); ``all`` and ``default`` never include it.
         """
         items = selector.split(",") if isinstance(selector, str) else list(selector)
         out: list[str] = []
         for raw in (i.strip() for i in items):
             if not raw:
                 continue
-            if raw == "all":
+            if raw == NO_DEFENCE and kind == "defence":
+                found = [NO_DEFENCE]
+            elif raw == "all":
                 found = [n for n, e in sorted(self.entries[kind].items()) if not _is_family(e)]
             elif raw == "default":
                 found = [
@@ -209,7 +223,7 @@ def check_spec(spec: object, spec_type: type) -> str | None:
     """What is wrong with one spec a hook returned (one line), or None when it is valid."""
     if not isinstance(spec, spec_type):
         return f"{type(spec).__name__} where {spec_type.__name__} was expected"
-    assert isinstance(spec, (AttackSpec, VictimSpec, DatasetSpec))
+    assert isinstance(spec, (AttackSpec, VictimSpec, DatasetSpec, DefenceSpec))
     wrong: list[str] = []
     if not isinstance(spec.name, str) or not NAME_RE.match(spec.name):
         wrong.append("the name must be lowercase letters, digits, '-', '_', '.' (':' is for family:variant)")
@@ -228,6 +242,7 @@ def check_spec(spec: object, spec_type: type) -> str | None:
     if not isinstance(spec.version, str):
         wrong.append("version must be a string")
     flags = ("embedded", "default") if isinstance(spec, DatasetSpec) else ("default", "variant")
+    flags = ("default",) if isinstance(spec, DefenceSpec) else flags
     wrong += [f"{flag} must be True or False" for flag in flags if not isinstance(getattr(spec, flag), bool)]
     if isinstance(spec, VictimSpec) and not isinstance(spec.recipe, TrainRecipe):
         wrong.append("recipe must be a TrainRecipe")
