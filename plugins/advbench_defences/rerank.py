@@ -83,11 +83,12 @@ def _jaccard(v: Tensor, rows: int) -> Tensor:
     width = max(int(nonzero.max()) if rows else 1, 1)
     chunk = max(1, JACCARD_CHUNK_ELEMENTS // (width * n))
     for start in range(0, rows, chunk):
-        block = v[start : start + chunk]
+        stop = min(start + chunk, rows)
+        block = v[start:stop]
         values, cols = block.topk(width, dim=1)  # the non-zeros (and zeros as padding) of each row
         shared = torch.minimum(values[:, :, None], vt[cols]).sum(dim=1)  # sum(min) over the row's support
         union = block.sum(dim=1, keepdim=True) + v.sum(dim=1)[None, :] - shared  # sum(max)
-        out[start : start + chunk] = 1.0 - shared / union.clamp_min(torch.finfo(v.dtype).tiny)
+        out[start:stop] = 1.0 - shared / union.clamp_min(torch.finfo(v.dtype).tiny)
     return out
 
 
