@@ -155,7 +155,7 @@ class SpectralReport:
     num_images: int
 
 
-@dataclass
+@dataclass(eq=False)
 class SpectralMeter:
     """Sums behind :class:`SpectralReport`, fed batch by batch (:meth:`update`); O(R) memory.
 
@@ -236,7 +236,7 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------------------ detector
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LogisticDetector:
     """A fitted logistic regression on standardised features; calling it gives logits ``[N]``.
 
