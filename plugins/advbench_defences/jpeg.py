@@ -10,6 +10,8 @@ and quantisation have zero gradient almost everywhere: adaptive attacks go throu
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -36,8 +38,10 @@ class Jpeg(InputDefence):
         check_images("jpeg", images)
         if len(images) == 0:
             return images.detach().clone()
-        encoded = encode_jpeg(list(to_uint8(images)), quality=self.quality)
-        decoded = torch.stack(decode_jpeg(encoded))
+        with warnings.catch_warnings():  # torchvision >= 0.29 points to TorchCodec; the codec is the same
+            warnings.filterwarnings("ignore", "The image decoding and encoding", DeprecationWarning)
+            encoded = encode_jpeg(list(to_uint8(images)), quality=self.quality)
+            decoded = torch.stack(decode_jpeg(encoded))
         return decoded.to(device=images.device, dtype=images.dtype).div_(255.0)
 
 
