@@ -6,6 +6,7 @@ import time
 
 from advbench.api import Attack, ImageSplit
 from advbench.context import TaskContext
+from advbench.defences import attacked_victim
 from advbench.plan import AttackChoice, FitTask
 from advbench.records import FitRecord
 from advbench.utils import seed_everything
@@ -24,12 +25,13 @@ def restore(attack: Attack, task: FitTask, train: ImageSplit, ctx: TaskContext) 
     """Run ``attack.fit`` for ``task``, seeded from the fit's own key; returns the seconds it took.
 
     The planned fit step trains and caches under ``task.key``; cells call this again and the
-    attack reloads what the fit step saved (the contract of :meth:`advbench.api.Attack.fit`).
+    attack reloads what the fit step saved (the contract of :meth:`advbench.api.Attack.fit`). An
+    adaptive fit learns against the source seen through its defence.
     """
     seed_everything(task.seed)
     start = time.perf_counter()
     attack.fit(
-        ctx.victim(task.source),
+        attacked_victim(ctx.victim(task.source), task.defence, ctx, task.seed),
         train,
         cache_dir=fit_dir(ctx, task),
         key=task.key,

@@ -4,14 +4,20 @@ Only the queries are perturbed (the gallery stays clean). Each batch of adversar
 clipped to [0, 1], quantised to 8 bits (unless ``--no-quantize``), checked against the L∞ budget,
 measured against its clean batch (SSIM, MS-SSIM, norms) and appended to a file in the cache, so
 memory is bounded by the batch and a later victim can be evaluated on the stored queries without
-crafting them again. :func:`compute_cell` returns records; only the driver writes the store.
+crafting them again. Each evaluation keeps its per-query AP (for bootstrap intervals) and, when
+undefended, the first ranks of a few queries before and after (for the image strips) and the
+Fréchet distance between clean and adversarial query features. A detection measures the queries'
+spectra and trains a spectral detector on attacked train images. :func:`compute_cell` returns
+records; only the driver writes the store.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +30,24 @@ from advbench.batching import run_batches
 from advbench.clean import CleanSet, CleanVictim, score
 from advbench.context import TaskContext
 from advbench.data.images import DiskImages
+from advbench.defences import attacked_victim, build_defence, defended_scores
 from advbench.features import extract
 from advbench.io import NpyWriter
+from advbench.metrics.detect import (
+    SpectralMeter,
+    auroc,
+    fit_logistic,
+    frechet_distance,
+    image_spectral_features,
+)
 from advbench.metrics.perceptual import PerceptualMeter
-from advbench.metrics.reid import ReidScores
-from advbench.plan import Cell, CraftTask, EvalTask
-from advbench.records import CraftRecord, EvalRecord, Record, Scores
+from advbench.metrics.reid import ReidScores, top_matches
+from advbench.plan import Cell, CraftTask, DetectTask, EvalTask
+from advbench.records import CraftRecord, DetectRecord, EvalRecord, FailedRecord, Record, Scores
 from advbench.utils import seed_everything
+
+EXAMPLE_QUERIES = 4  # queries whose top ranks an evaluation keeps, for the image strips
+EXAMPLE_RANKS = 5
 
 
 def adv_file(ctx: TaskContext, craft: CraftTask) -> Path:
@@ -75,11 +92,12 @@ def _perturb(
     source: Victim,
     gallery: FeatureBank,
     query: ImageSplit,
-    rows: slice,
+    rows: slice | Tensor,
     ctx: TaskContext,
+    seed: int,
 ) -> tuple[Tensor, Tensor, float]:
     """(clean batch, checked and finished adversarial batch, seconds spent in ``perturb``)."""
-    seed_everything(task.seed + rows.start)  # each batch's draws depend on its rows only
+    seed_everything(seed)
     images = query.batch(rows, ctx.device)
     ctx.synchronize()
     start = time.perf_counter()
@@ -109,14 +127,17 @@ def craft(
     task: CraftTask, attack: Attack, clean: CleanSet, ctx: TaskContext, *, fit_seconds: float = 0.0
 ) -> CraftRecord:
     """Craft ``task``'s adversarial queries into the cache, batch by batch, and describe them."""
-    source = ctx.victim(task.source)
+    source = attacked_victim(ctx.victim(task.source), task.defence, ctx, task.seed)
     gallery = clean.victims[task.source.name].gallery
     query, meter, path = clean.query, PerceptualMeter(), adv_file(ctx, task)
     elapsed = 0.0
 
     def step(rows: slice) -> None:
         nonlocal elapsed
-        images, adv, seconds = _perturb(task, attack, source, gallery, query, rows, ctx)
+        # each batch's draws depend on its rows only
+        images, adv, seconds = _perturb(
+            task, attack, source, gallery, query, rows, ctx, task.seed + rows.start
+        )
         meter.update(images, adv)
         block = adv.mul(255).round().to(torch.uint8) if task.quantize else adv
         writer.write(block.cpu().numpy())
@@ -148,6 +169,8 @@ def craft(
         batch_size=task.batch_size,
         adv_file=str(path),
         provenance=ctx.provenance,
+        defence=task.defence.name if task.defence else "none",
+        defence_params=dict(task.defence.params) if task.defence else {},
     )
 
 
@@ -161,16 +184,58 @@ def _scores(s: ReidScores) -> Scores:
     )
 
 
+def _ap_list(scores: ReidScores) -> list[float | None] | None:
+    """Per-query AP as JSON: None for a query without a true match."""
+    if scores.query_ap is None:
+        return None
+    return [None if math.isnan(v) else round(float(v), 6) for v in scores.query_ap]
+
+
+def _examples(
+    clean_feats: Tensor, adv_feats: Tensor, target: CleanVictim, query: ImageSplit
+) -> dict[str, list]:
+    """The first ranks of a few evenly spaced queries, before and after the attack."""
+    n = len(query)
+    rows = sorted({round(i * (n - 1) / max(EXAMPLE_QUERIES - 1, 1)) for i in range(min(EXAMPLE_QUERIES, n))})
+    index = torch.tensor(rows)
+    out: dict[str, list] = {"query": rows}
+    for side, feats in (("before", clean_feats), ("after", adv_feats)):
+        order, match = top_matches(
+            feats[index], target.index, query.pids[index], query.camids[index], EXAMPLE_RANKS
+        )
+        out[side], out[f"{side}_match"] = order.tolist(), match.tolist()
+    return out
+
+
 def evaluate(
     task: EvalTask, adv: ImageSplit, clean: CleanSet, ctx: TaskContext, *, batch_size: int
 ) -> EvalRecord:
-    """Score the adversarial queries ``adv`` on ``task.target`` against its clean gallery."""
+    """Score the adversarial queries ``adv`` on ``task.target`` against its clean gallery, through
+    the task's defence when it has one (clean queries then go through it too)."""
     target: CleanVictim = clean.victims[task.target.name]
     model = ctx.victim(task.target)
-    feats = extract(
-        model, adv, device=ctx.device, batch_size=batch_size, progress=False, autocast=ctx.autocast
-    )
-    adv_scores = score(feats, target.index, clean.query, task.protocol, task.seed)
+    defence = build_defence(task.defence, ctx) if task.defence else None
+    feats = None
+    if task.defence is None or task.defence.ranking:
+        feats = extract(
+            model, adv, device=ctx.device, batch_size=batch_size, progress=False, autocast=ctx.autocast
+        )
+    extra: dict = {}
+    if defence is None:
+        assert feats is not None
+        clean_scores = target.scores
+        adv_scores = score(feats, target.index, clean.query, task.protocol, task.seed)
+        fd = frechet_distance(target.query_features, feats)
+        extra = {
+            "frechet_distance": None if math.isnan(fd) else fd,
+            "examples": _examples(target.query_features, feats, target, clean.query),
+        }
+    else:
+        common = dict(protocol=task.protocol, seed=task.seed, batch_size=batch_size)
+        clean_scores, _ = defended_scores(
+            defence, model, clean.query, target.query_features, target, clean.query, ctx, **common
+        )
+        adv_scores, _ = defended_scores(defence, model, adv, feats, target, clean.query, ctx, **common)
     return EvalRecord(
         key=task.key,
         craft_key=task.craft_key,
@@ -179,10 +244,84 @@ def evaluate(
         target_weights_id=task.target.weights_id,
         protocol=task.protocol,
         n_gallery=len(target.index),
-        clean=_scores(target.scores),
+        clean=_scores(clean_scores),
         adv=_scores(adv_scores),
         provenance=ctx.provenance,
+        defence=task.defence.name if task.defence else "none",
+        defence_params=dict(task.defence.params) if task.defence else {},
+        threat=task.threat,  # type: ignore[arg-type]
+        clean_ap=_ap_list(clean_scores),
+        adv_ap=_ap_list(adv_scores),
+        **extra,
     )
+
+
+def detect(
+    task: DetectTask,
+    craft_task: CraftTask,
+    attack: Attack,
+    clean: CleanSet,
+    train: ImageSplit,
+    ctx: TaskContext,
+) -> DetectRecord:
+    """Spectral distance and high-frequency share of the stored queries, and the AUROC on them of a
+    logistic detector of spectral features trained on ``task.n_train`` clean and attacked train images."""
+    adv = open_adv(adv_file(ctx, craft_task), clean.query)
+    meter, q_clean, q_adv = SpectralMeter(), [], []
+
+    def spectra(rows: slice) -> None:
+        c, a = clean.query.batch(rows), adv.batch(rows)
+        meter.update(c, a)
+        q_clean.append(image_spectral_features(c))
+        q_adv.append(image_spectral_features(a))
+
+    run_batches(len(adv), craft_task.batch_size, spectra)
+    n = min(task.n_train, len(train))
+    picks = torch.linspace(0, len(train) - 1, n).round().long()
+    source = attacked_victim(ctx.victim(craft_task.source), craft_task.defence, ctx, craft_task.seed)
+    gallery = clean.victims[craft_task.source.name].gallery
+    t_clean, t_adv = [], []
+
+    def attack_train(rows: slice) -> None:
+        index = picks[rows]
+        images, adv_images, _ = _perturb(
+            craft_task, attack, source, gallery, train, index, ctx, task.seed + rows.start
+        )
+        t_clean.append(image_spectral_features(images.cpu()))
+        t_adv.append(image_spectral_features(adv_images.cpu()))
+
+    run_batches(n, craft_task.batch_size, attack_train)
+    x = torch.cat([*t_clean, *t_adv])
+    y = torch.cat([torch.zeros(n), torch.ones(n)])
+    detector = fit_logistic(x, y)
+    xq = torch.cat([*q_clean, *q_adv])
+    yq = torch.cat([torch.zeros(len(adv)), torch.ones(len(adv))])
+    report = meter.report()
+    return DetectRecord(
+        key=task.key,
+        craft_key=task.craft_key,
+        spectral_distance=float(report.spectral_distance),
+        hf_share=float(report.hf_share),
+        detector_auroc=float(auroc(detector(xq), yq)),
+        n_train=n,
+    )
+
+
+def _attack_builder(task: CraftTask, fit_train: ImageSplit | None, ctx: TaskContext) -> Callable[[], Attack]:
+    """Builds the cell's attack once, on first use (a learning attack reloads its fitted state)."""
+    built: list[Attack] = []
+
+    def get() -> Attack:
+        if not built:
+            attack = attacks.build_attack(task.attack, task.eps, ctx)
+            if task.fit is not None:
+                if fit_train is None:
+                    raise AdvbenchError(f"{task.label}: the fit's train split was not given")
+                attacks.restore(attack, task.fit, fit_train, ctx)
+            built.append(attack)
+        return built[0]
+
+    return get
 
 
 def compute_cell(
@@ -192,22 +331,32 @@ def compute_cell(
     ctx: TaskContext,
     *,
     fit_seconds: float = 0.0,
+    detect_train: ImageSplit | None = None,
 ) -> list[Record]:
-    """Craft (unless the queries are stored) and evaluate one cell; returns the new records.
+    """Craft (unless the queries are stored), evaluate and detect one cell; returns the new records.
 
     ``fit_train`` is the train split the cell's fit used: a learning attack reloads the fitted
-    state the planned fit step cached, it never trains here.
+    state the planned fit step cached, it never trains here. ``detect_train`` is the craft's
+    dataset's train split, for the detection. A failed detection is a failure of its own: the
+    craft and evaluations still count.
     """
     task = cell.craft
+    attack = _attack_builder(task, fit_train, ctx)
     records: list[Record] = []
     if not cell.crafted:
-        attack = attacks.build_attack(task.attack, task.eps, ctx)
-        if task.fit is not None:
-            if fit_train is None:
-                raise AdvbenchError(f"{task.label}: the fit's train split was not given")
-            attacks.restore(attack, task.fit, fit_train, ctx)
-        records.append(craft(task, attack, clean, ctx, fit_seconds=fit_seconds))
+        records.append(craft(task, attack(), clean, ctx, fit_seconds=fit_seconds))
     adv = open_adv(adv_file(ctx, task), clean.query)
     for ev in cell.evals:
         records.append(evaluate(ev, adv, clean, ctx, batch_size=2 * task.batch_size))
+    if cell.detect is not None:
+        try:
+            if detect_train is None:
+                raise AdvbenchError("the dataset's train split was not given")
+            records.append(detect(cell.detect, task, attack(), clean, detect_train, ctx))
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            label = f"{task.label} detection"
+            records.append(
+                FailedRecord(key=f"{cell.detect.key}.failed", label=label, error=message, failed="detect")
+            )
     return records

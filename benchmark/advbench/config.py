@@ -31,6 +31,8 @@ class RunConfig:
     ``threads`` pins torch's intra-op threads in every task on either backend (0: torch's own
     count in the driver, i.e. its cores), so that both backends do the same arithmetic. ``amp`` runs victims under
     CUDA autocast (bf16) while crafting and extracting features; it is ignored on CPU.
+    ``defences`` selects the defence axis (``none`` = undefended); ``detect_images`` attacked
+    train images teach each craft's spectral detector (0: no detectability measurements).
     """
 
     datasets: str = "default"
@@ -44,6 +46,9 @@ class RunConfig:
     seed: int = 0
     victim_weights: Mapping[str, Path] = field(default_factory=dict)
     attack_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    defences: str = "none"
+    defence_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    detect_images: int = 64
     dataset_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     victim_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     train_steps: int | None = None

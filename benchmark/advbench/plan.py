@@ -8,7 +8,13 @@ what a result depends on:
   eps, the source's weights, the fit dataset's fingerprint and the run seed;
 * a **craft** (adversarial queries): the dataset, the attack, its version, params and eps, the
   source's weights, the fit it uses, the seed, quantisation and batch size, never the targets;
-* an **evaluation**: the craft and the target's weights, with the evaluation protocol.
+* an **evaluation**: the craft and the target's weights, with the evaluation protocol;
+* a **detection**: the craft and the number of attacked train images its detector learns from.
+
+With ``--defences``, each craft is also evaluated through each defence (threat
+``transfer-to-defended``) and, for an input defence, crafted again through it (threat ``adaptive``;
+learning attacks are fitted through it too). The defence enters a key only when there is one, so
+the keys of an undefended run are those of a run before defences existed.
 
 Every random draw of a fit or a craft is seeded from its own key, so adding a victim to a finished
 grid evaluates the stored adversarial queries on it and recomputes nothing else.
@@ -28,6 +34,8 @@ from advbench.victims import VictimRef
 CRAFT_VERSION = "2"
 EVAL_VERSION = "1"
 FIT_VERSION = "2"
+DETECT_VERSION = "1"
+NO_DEFENCE = "none"
 
 
 @dataclass(frozen=True)
@@ -46,18 +54,35 @@ class AttackChoice:
 
 
 @dataclass(frozen=True)
+class DefenceChoice:
+    """A defence of the run with its resolved parameters; ``ranking`` for one that re-ranks
+    distances (nothing to craft through), else an input transform."""
+
+    name: str
+    version: str
+    params: tuple[tuple[str, Any], ...]
+    ranking: bool
+
+    def key(self) -> tuple[Any, ...]:
+        return ("defence", self.name, self.version, dict(self.params))
+
+
+@dataclass(frozen=True)
 class FitTask:
-    """Train a learning attack on ``source``'s weights and its dataset's train split."""
+    """Train a learning attack on ``source``'s weights (through ``defence`` when adaptive) and its
+    dataset's train split."""
 
     key: str
     attack: AttackChoice
     eps: float
     source: VictimRef
     seed: int
+    defence: DefenceChoice | None = None
 
     @property
     def label(self) -> str:
-        return f"fit {self.attack.name} eps={self.eps:g} on {self.source.label}"
+        through = f" through {self.defence.name}" if self.defence else ""
+        return f"fit {self.attack.name} eps={self.eps:g} on {self.source.label}{through}"
 
 
 @dataclass(frozen=True)
@@ -74,10 +99,12 @@ class CraftTask:
     run_seed: int
     quantize: bool
     batch_size: int
+    defence: DefenceChoice | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.dataset} | {self.attack.name} eps={self.eps:g} | source {self.source.name}"
+        through = f" through {self.defence.name}" if self.defence else ""
+        return f"{self.dataset} | {self.attack.name} eps={self.eps:g} | source {self.source.name}{through}"
 
 
 @dataclass(frozen=True)
@@ -89,15 +116,30 @@ class EvalTask:
     target: VictimRef
     protocol: str
     seed: int
+    defence: DefenceChoice | None = None
+    threat: str = "none"
+
+
+@dataclass(frozen=True)
+class DetectTask:
+    """Measure how detectable a craft's queries are (spectra, and a detector trained on ``n_train``
+    attacked train images of the craft's dataset)."""
+
+    key: str
+    craft_key: str
+    n_train: int
+    seed: int
 
 
 @dataclass(frozen=True)
 class Cell:
-    """The unit a backend runs: one craft (done now, or already stored) and its evaluations."""
+    """The unit a backend runs: one craft (done now, or already stored), its evaluations and, when
+    not yet stored, its detection."""
 
     craft: CraftTask
     evals: tuple[EvalTask, ...]
     crafted: bool = False
+    detect: DetectTask | None = None
 
 
 @dataclass
@@ -135,6 +177,22 @@ def attack_choices(config: RunConfig, registry: Registry) -> list[AttackChoice]:
     return out
 
 
+def defence_choices(config: RunConfig, registry: Registry) -> list[DefenceChoice | None]:
+    """The run's defences with their parameters; None stands for ``none`` (no defence)."""
+    from advbench.api import RankingDefence
+
+    out: list[DefenceChoice | None] = []
+    for name in registry.select("defence", config.defences):
+        if name == NO_DEFENCE:
+            out.append(None)
+            continue
+        entry, _ = registry.get("defence", name)
+        params = {**entry.spec.defaults, **config.defence_params.get(name, {})}
+        ranking = isinstance(entry.spec.build(**params), RankingDefence)
+        out.append(DefenceChoice(name, entry.spec.version, tuple(sorted(params.items())), ranking))
+    return out
+
+
 def _learns(build: Any, variant: str | None, params: dict[str, Any]) -> bool:
     """Whether the attack fits on a train split; one that cannot be built counts as learning (its
     fit then fails with the real error)."""
@@ -149,7 +207,9 @@ def _seed(key: str) -> int:
     return int(key[:8], 16)
 
 
-def fit_task(attack: AttackChoice, eps: float, source: VictimRef, run_seed: int) -> FitTask:
+def fit_task(
+    attack: AttackChoice, eps: float, source: VictimRef, run_seed: int, defence: DefenceChoice | None = None
+) -> FitTask:
     key = stable_hash(
         "fit",
         FIT_VERSION,
@@ -163,8 +223,9 @@ def fit_task(attack: AttackChoice, eps: float, source: VictimRef, run_seed: int)
         source.dataset,
         source.dataset_fingerprint,
         run_seed,
+        *([defence.key()] if defence else []),
     )
-    return FitTask(key=key, attack=attack, eps=eps, source=source, seed=_seed(key))
+    return FitTask(key=key, attack=attack, eps=eps, source=source, seed=_seed(key), defence=defence)
 
 
 def build_plan(
@@ -172,34 +233,62 @@ def build_plan(
     attacks: Sequence[AttackChoice],
     victims: Mapping[str, Sequence[VictimRef]],
     fit_victims: Mapping[str, VictimRef] | None = None,
+    defences: Sequence[DefenceChoice | None] = (None,),
 ) -> Plan:
     """Fits and cells for every (dataset, attack, eps, source victim) of the run.
 
     ``victims`` maps each dataset to the refs of its victims (sources and targets alike);
-    ``fit_victims`` maps a victim name to its ref on the ``--fit-on`` dataset.
+    ``fit_victims`` maps a victim name to its ref on the ``--fit-on`` dataset; ``defences`` are
+    the run's defences (None: undefended evaluation).
     """
     plan = Plan()
     fits: dict[str, FitTask] = {}
+    adaptive = [d for d in defences if d is not None and not d.ranking]
     for dataset, refs in victims.items():
         for attack in attacks:
             for eps in config.eps:
                 for source in refs:
-                    fit = None
-                    if attack.learns:
-                        fit_source = (fit_victims or {}).get(source.name) if config.fit_on else source
+                    fit_source = source
+                    if attack.learns and config.fit_on:
+                        fit_source = (fit_victims or {}).get(source.name)
                         if fit_source is None:  # no weights on the --fit-on dataset (a failure of its own)
                             continue
-                        task = fit_task(attack, eps, fit_source, config.seed)
-                        fit = fits.setdefault(task.key, task)
-                    craft = _craft(config, dataset, attack, float(eps), source, fit)
-                    evals = tuple(_eval(config, craft, target) for target in refs)
-                    plan.cells.append(Cell(craft, evals))
+                    for through in (None, *adaptive):
+                        fit = None
+                        if attack.learns:
+                            task = fit_task(attack, eps, fit_source, config.seed, through)
+                            fit = fits.setdefault(task.key, task)
+                        craft = _craft(config, dataset, attack, float(eps), source, fit, through)
+                        if through is None:
+                            evals = [
+                                _eval(
+                                    config, craft, target, d, "none" if d is None else "transfer-to-defended"
+                                )
+                                for d in defences
+                                for target in refs
+                            ]
+                        else:
+                            evals = [_eval(config, craft, target, through, "adaptive") for target in refs]
+                        plan.cells.append(Cell(craft, tuple(evals), detect=_detect(config, craft)))
     plan.fits = list(fits.values())
     return plan
 
 
+def _detect(config: RunConfig, craft: CraftTask) -> DetectTask | None:
+    if config.detect_images <= 0:
+        return None
+    key = stable_hash("detect", DETECT_VERSION, craft.key, config.detect_images, length=24)
+    return DetectTask(key=key, craft_key=craft.key, n_train=config.detect_images, seed=_seed(key))
+
+
 def _craft(
-    config: RunConfig, dataset: str, attack: AttackChoice, eps: float, source: VictimRef, fit: FitTask | None
+    config: RunConfig,
+    dataset: str,
+    attack: AttackChoice,
+    eps: float,
+    source: VictimRef,
+    fit: FitTask | None,
+    defence: DefenceChoice | None = None,
 ) -> CraftTask:
     key = stable_hash(
         "craft",
@@ -217,6 +306,7 @@ def _craft(
         config.seed,
         config.quantize,
         config.batch_size,
+        *([defence.key()] if defence else []),
         length=24,
     )
     return CraftTask(
@@ -230,11 +320,33 @@ def _craft(
         run_seed=config.seed,
         quantize=config.quantize,
         batch_size=config.batch_size,
+        defence=defence,
     )
 
 
-def _eval(config: RunConfig, craft: CraftTask, target: VictimRef) -> EvalTask:
+def _eval(
+    config: RunConfig,
+    craft: CraftTask,
+    target: VictimRef,
+    defence: DefenceChoice | None = None,
+    threat: str = "none",
+) -> EvalTask:
     key = stable_hash(
-        "eval", EVAL_VERSION, craft.key, target.name, target.weights_id, config.protocol, length=24
+        "eval",
+        EVAL_VERSION,
+        craft.key,
+        target.name,
+        target.weights_id,
+        config.protocol,
+        *([defence.key(), threat] if defence else []),
+        length=24,
     )
-    return EvalTask(key=key, craft_key=craft.key, target=target, protocol=config.protocol, seed=config.seed)
+    return EvalTask(
+        key=key,
+        craft_key=craft.key,
+        target=target,
+        protocol=config.protocol,
+        seed=config.seed,
+        defence=defence,
+        threat=threat,
+    )

@@ -1,10 +1,12 @@
 """The typed records a run produces, as the store keeps them and the leaderboard reads them.
 
-A *craft* is one (dataset, attack with params and eps, source victim): the adversarial queries and
-what they cost and look like. An *evaluation* is one craft scored on one target victim (the source
-itself for the white-box row, any other victim for transfer). A *fit* is a learning attack trained
-on a source victim. Records are JSON objects with a ``kind``; a failed unit of work is a
-:class:`FailedRecord`, which a rerun tries again.
+A *craft* is one (dataset, attack with params and eps, source victim, and for an adaptive attack
+the defence it was crafted through): the adversarial queries and what they cost and look like. An
+*evaluation* is one craft scored on one target victim (the source itself for the white-box row, any
+other victim for transfer), possibly through a defence. A *detection* says how easily a craft's
+queries are told from clean ones. A *fit* is a learning attack trained on a source victim. Records
+are JSON objects with a ``kind``; a failed unit of work is a :class:`FailedRecord`, which a rerun
+tries again. Fields added after a record kind first shipped have defaults, so older stores load.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["craft", "eval", "fit", "failed"]
+Kind = Literal["craft", "eval", "fit", "detect", "failed"]
+Threat = Literal["none", "transfer-to-defended", "adaptive"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class CraftRecord:
     batch_size: int
     adv_file: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    defence: str = "none"
+    defence_params: dict[str, Any] = field(default_factory=dict)
     kind: Kind = "craft"
 
 
@@ -63,7 +68,28 @@ class EvalRecord:
     clean: Scores
     adv: Scores
     provenance: dict[str, Any] = field(default_factory=dict)
+    defence: str = "none"
+    defence_params: dict[str, Any] = field(default_factory=dict)
+    threat: Threat = "none"
+    clean_ap: list[float | None] | None = None
+    adv_ap: list[float | None] | None = None
+    frechet_distance: float | None = None
+    examples: dict[str, list[Any]] | None = None
     kind: Kind = "eval"
+
+
+@dataclass(frozen=True)
+class DetectRecord:
+    """How detectable a craft's queries are: spectral distance and high-frequency share of the
+    perturbation, and the AUROC of a spectral detector trained on attacked train images."""
+
+    key: str
+    craft_key: str
+    spectral_distance: float
+    hf_share: float
+    detector_auroc: float
+    n_train: int
+    kind: Kind = "detect"
 
 
 @dataclass(frozen=True)
@@ -81,12 +107,18 @@ class FailedRecord:
     key: str
     label: str
     error: str
-    failed: Literal["craft", "eval", "fit", "train", "clean"]
+    failed: Literal["craft", "eval", "fit", "train", "clean", "detect"]
     kind: Kind = "failed"
 
 
-Record = CraftRecord | EvalRecord | FitRecord | FailedRecord
-_TYPES: dict[str, type] = {"craft": CraftRecord, "eval": EvalRecord, "fit": FitRecord, "failed": FailedRecord}
+Record = CraftRecord | EvalRecord | FitRecord | DetectRecord | FailedRecord
+_TYPES: dict[str, type] = {
+    "craft": CraftRecord,
+    "eval": EvalRecord,
+    "fit": FitRecord,
+    "detect": DetectRecord,
+    "failed": FailedRecord,
+}
 
 
 def to_json(record: Record) -> dict[str, Any]:
@@ -122,10 +154,11 @@ class RunSummary:
 
     crafts: list[CraftRecord] = field(default_factory=list)
     evals: list[EvalRecord] = field(default_factory=list)
+    detects: list[DetectRecord] = field(default_factory=list)
     done: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def records(self) -> list[Record]:
-        return [*self.crafts, *self.evals]
+        return [*self.crafts, *self.evals, *self.detects]

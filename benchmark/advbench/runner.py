@@ -18,9 +18,9 @@ from advbench.config import PROTOCOLS, RunConfig
 from advbench.context import WorkerEnv
 from advbench.data.catalog import DatasetCatalog
 from advbench.io import clean_stale_temps
-from advbench.plan import Plan, attack_choices, build_plan
+from advbench.plan import Plan, attack_choices, build_plan, defence_choices
 from advbench.plugins import Registry
-from advbench.records import CraftRecord, EvalRecord, RunSummary
+from advbench.records import CraftRecord, DetectRecord, EvalRecord, RunSummary
 from advbench.steps import Steps, pending
 from advbench.store import ResultStore
 from advbench.utils import resolve_device
@@ -85,7 +85,8 @@ def make_plan(
                 )
             except AdvbenchError as exc:
                 summary.failed.append((f"{fit}/{name}", str(exc)))
-    return build_plan(config, attack_choices(config, registry), by_dataset, fit_refs)
+    defences = defence_choices(config, registry)
+    return build_plan(config, attack_choices(config, registry), by_dataset, fit_refs, defences)
 
 
 def _collect(plan: Plan, store: ResultStore, summary: RunSummary) -> None:
@@ -98,6 +99,9 @@ def _collect(plan: Plan, store: ResultStore, summary: RunSummary) -> None:
             record = store.get(ev.key)
             if isinstance(record, EvalRecord):
                 summary.evals.append(record)
+        detect = store.get(cell.detect.key) if cell.detect else None
+        if isinstance(detect, DetectRecord):
+            summary.detects.append(detect)
 
 
 def clean_leftovers(config: RunConfig) -> None:

@@ -48,22 +48,34 @@ def _fit(ctx: TaskContext, task: FitTask, train: ImageSplit) -> FitRecord:
 
 
 def _cell(
-    ctx: TaskContext, cell: Cell, clean: CleanSet, train: ImageSplit | None, fit_seconds: float
+    ctx: TaskContext,
+    cell: Cell,
+    clean: CleanSet,
+    train: ImageSplit | None,
+    fit_seconds: float,
+    detect_train: ImageSplit | None,
 ) -> list[Record]:
-    return compute_cell(cell, clean, train, ctx, fit_seconds=fit_seconds)
+    return compute_cell(cell, clean, train, ctx, fit_seconds=fit_seconds, detect_train=detect_train)
+
+
+def _needs_attack(cell: Cell) -> bool:
+    """Whether the cell runs its attack: to craft, or to attack the train images of its detection."""
+    return not cell.crafted or cell.detect is not None
 
 
 def pending(plan: Plan, store: ResultStore) -> Plan:
-    """The part of ``plan`` still to do: evaluations not stored, crafts whose queries are not kept."""
+    """The part of ``plan`` still to do: evaluations and detections not stored, crafts whose
+    queries are not kept."""
     cells = []
     for cell in plan.cells:
         evals = tuple(e for e in cell.evals if not store.is_done(e.key))
-        if not evals:
+        detect = cell.detect if cell.detect is not None and not store.is_done(cell.detect.key) else None
+        if not evals and detect is None:
             continue
         record = store.get(cell.craft.key)
         crafted = isinstance(record, CraftRecord) and verified(record.adv_file)
-        cells.append(Cell(cell.craft, evals, crafted))
-    fits = {c.craft.fit.key: c.craft.fit for c in cells if c.craft.fit is not None and not c.crafted}
+        cells.append(Cell(cell.craft, evals, crafted, detect))
+    fits = {c.craft.fit.key: c.craft.fit for c in cells if c.craft.fit is not None and _needs_attack(c)}
     return Plan(fits=list(fits.values()), cells=cells)
 
 
@@ -115,13 +127,13 @@ class Steps:
             return plan
         cells = []
         for cell in plan.cells:
-            fit_lost = cell.craft.fit is not None and cell.craft.fit.source in lost and not cell.crafted
+            fit_lost = cell.craft.fit is not None and cell.craft.fit.source in lost and _needs_attack(cell)
             if cell.craft.source in lost or fit_lost:
                 self.fail(cell.craft.label, cell.craft.key, why, "craft")
                 continue
             evals = tuple(e for e in cell.evals if e.target not in lost)
-            if evals:
-                cells.append(Cell(cell.craft, evals, cell.crafted))
+            if evals or cell.detect is not None:
+                cells.append(Cell(cell.craft, evals, cell.crafted, cell.detect))
         return Plan(fits=[f for f in plan.fits if f.source not in lost], cells=cells)
 
     def clean(self, plan: Plan) -> tuple[Plan, dict[str, object]]:
@@ -174,7 +186,7 @@ class Steps:
         cells = []
         for cell in plan.cells:
             fit = cell.craft.fit
-            if fit is not None and fit.key in failed and not cell.crafted:
+            if fit is not None and fit.key in failed and _needs_attack(cell):
                 self.fail(cell.craft.label, cell.craft.key, f"fit failed: {failed[fit.key]}", "craft")
             else:
                 cells.append(cell)
@@ -182,10 +194,11 @@ class Steps:
 
     def _cell_call(self, cell: Cell, shared: dict[str, object]) -> tuple[Any, ...]:
         fit = cell.craft.fit
-        train = self.catalog.split(fit.source.dataset, "train") if fit and not cell.crafted else None
+        train = self.catalog.split(fit.source.dataset, "train") if fit and _needs_attack(cell) else None
         record = self.store.get(fit.key) if fit else None
         seconds = record.fit_seconds if isinstance(record, FitRecord) else 0.0
-        return (cell, shared[cell.craft.dataset], train, seconds)
+        detect_train = self.catalog.split(cell.craft.dataset, "train") if cell.detect else None
+        return (cell, shared[cell.craft.dataset], train, seconds, detect_train)
 
     def cells(self, plan: Plan, shared: dict[str, object]) -> None:
         """Run the cells; one another run holds (same output folder) is waited for, then only what it
@@ -207,6 +220,11 @@ class Steps:
                 continue
             for record in out:
                 self.store.put(record)
+                if isinstance(record, FailedRecord):
+                    self.summary.failed.append((record.label, record.error))
+                    self.log(f"FAILED {record.label}: {record.error}")
+                elif record.kind == "detect":
+                    self.store.discard(f"{record.key}.failed")
             self.store.discard(f"{cell.craft.key}.failed")
             self.summary.done += 1
             self._report(cell, out)

@@ -49,6 +49,7 @@ PARAM_FLAGS: dict[Kind, str] = {
     "attack": "--attack-param",
     "victim": "--victim-param",
     "dataset": "--dataset-param",
+    "defence": "--defence-param",
 }
 
 
@@ -117,6 +118,7 @@ def _numbers(config: RunConfig) -> None:
         ("--batch-size", config.batch_size, 1),
         ("--threads", config.threads, 0),
         ("--seed", config.seed, 0),
+        ("--detect-images", config.detect_images, 0),
     ):
         if not _is_int(value):
             raise AdvbenchError(f"{flag} expects an integer, got {_shown(value)}")
@@ -162,6 +164,7 @@ def _selection(config: RunConfig, registry: Registry) -> None:
         ("dataset", config.datasets),
         ("victim", config.victims),
         ("attack", config.attacks),
+        ("defence", config.defences),
     ):
         if not isinstance(selector, str):
             raise AdvbenchError(f"--{kind}s expects names separated by commas, got {_shown(selector)}")
@@ -280,6 +283,8 @@ CONFIG_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "datasets": ("names (a string or a list)", _names),
     "victims": ("names (a string or a list)", _names),
     "attacks": ("names (a string or a list)", _names),
+    "defences": ("names (a string or a list)", _names),
+    "detect_images": _INT,
     "eps": ("numbers (16, '4,16' or a list)", _eps_value),
     "out": _PATH,
     "cache": _PATH,
@@ -290,9 +295,11 @@ CONFIG_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "attack_params": _SCOPED,
     "victim_params": _SCOPED,
     "dataset_params": _SCOPED,
+    "defence_params": _SCOPED,
     "attack_param": ("NAME.KEY=VALUE strings", _names),
     "victim_param": ("NAME.KEY=VALUE strings", _names),
     "dataset_param": ("NAME.KEY=VALUE strings", _names),
+    "defence_param": ("NAME.KEY=VALUE strings", _names),
     "train_steps": _INT,
     "train_missing": _BOOL,
     "fit_on": _TEXT,
