@@ -198,8 +198,17 @@ def parser() -> argparse.ArgumentParser:
     datasets.add_argument("--data-root", type=Path, default=None)
     datasets.add_argument("--cache", type=Path, default=None)
 
-    board = sub.add_parser("leaderboard", help="rebuild the leaderboard files from a results store")
-    board.add_argument("--out", type=Path, default=Path("leaderboards"))
+    board = sub.add_parser(
+        "leaderboard",
+        help="rebuild and print a leaderboard from its results store, or merge several machines' stores",
+        description="advbench leaderboard [--out DIR]: rebuild DIR's files and print its tables; "
+        "advbench leaderboard merge STORE... --out DIR: join stores (leaderboard or .store folders) into DIR",
+    )
+    board.add_argument("action", nargs="?", choices=["merge"], help="merge the STOREs into --out")
+    board.add_argument("stores", nargs="*", type=Path, metavar="STORE", help="stores to merge, first wins")
+    board.add_argument("--out", type=Path, default=None, help="leaderboard folder (default leaderboards)")
+    board.add_argument("--dataset", default=None, help="print only this dataset's tables")
+    board.add_argument("--attack", default=None, help="print only this attack's tables")
     return top
 
 
@@ -456,15 +465,31 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from advbench import leaderboard
+    from advbench import board_text, leaderboard, merge
 
-    frame, problems = leaderboard.publish(args.out)
+    if args.action != "merge" and args.stores:
+        raise AdvbenchError(f"unexpected argument {args.stores[0]}; to join stores: leaderboard merge")
+    disagreements: list[str] = []
+    if args.action == "merge":
+        if not args.stores or args.out is None:
+            raise AdvbenchError("leaderboard merge needs STORE... and --out DIR (the folder to merge into)")
+        merged, frame, problems = merge.merge_stores(args.stores, args.out)
+        disagreements = merge.disagreement_lines(merged.disagreements)
+    else:
+        args.out = args.out or Path("leaderboards")
+        frame, problems = leaderboard.publish(args.out)
     for line in problems:
         print(f"warning: {line}", file=sys.stderr)
     if frame.empty:
         print(f"no finished cell in {args.out / '.store'}: nothing written")
         return 1
+    print(board_text.render(frame, dataset=args.dataset, attack=args.attack))
     print(f"{len(frame)} rows -> {args.out / 'results.csv'}")
+    for line in disagreements:
+        print(line)
+    if disagreements:
+        print(f"{len(disagreements)} disagreements (first store kept) -> {args.out / 'disagreements.csv'}")
+        return 1
     return 0
 
 
