@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 import advbench
+from advbench.adversarial_training import AdversarialRecipe
 from advbench.api import AdvbenchError, TrainRecipe, Victim
 from advbench.io import atomic_torch_save
 from advbench.plugins import Registry
@@ -30,11 +31,16 @@ def victim_key(
     input_size: tuple[int, int],
     recipe: TrainRecipe,
     seed: int,
+    adversarial: AdversarialRecipe | None = None,
 ) -> str:
-    """Cache key of a trained victim: everything its weights depend on."""
-    return stable_hash(
-        name, params, version, dataset_fingerprint, list(input_size), dataclasses.asdict(recipe), seed
-    )
+    """Cache key of a trained victim: everything its weights depend on.
+
+    An adversarial recipe is hashed only when there is one, so standard victims keep their keys.
+    """
+    parts = [name, params, version, dataset_fingerprint, list(input_size), dataclasses.asdict(recipe), seed]
+    if adversarial is not None:
+        parts.append(dataclasses.asdict(adversarial))
+    return stable_hash(*parts)
 
 
 def cached_checkpoint(cache_dir: Path, name: str, dataset: str, key: str) -> Path:
@@ -53,6 +59,7 @@ def save_checkpoint(
     recipe: TrainRecipe,
     seed: int,
     train_stats: dict[str, float],
+    adversarial: AdversarialRecipe | None = None,
 ) -> None:
     atomic_torch_save(
         {
@@ -67,6 +74,7 @@ def save_checkpoint(
             "recipe": dataclasses.asdict(recipe),
             "seed": seed,
             "train": train_stats,
+            "adversarial": dataclasses.asdict(adversarial) if adversarial is not None else None,
             "advbench_version": advbench.__version__,
             "structure": structure(victim),
         },

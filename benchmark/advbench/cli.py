@@ -190,6 +190,14 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--victim", required=True)
     train.add_argument("--dataset", default="synthetic")
     train.add_argument("--output", type=Path, default=None, help="also copy the checkpoint here")
+    train.add_argument(
+        "--adversarial",
+        choices=["pgd"],
+        default=None,
+        help="adversarial training (Madry et al. 2018); the robust victim is named VICTIM@at<eps>",
+    )
+    train.add_argument("--adv-eps", type=float, default=None, help="its L∞ budget in 1/255 units (default 4)")
+    train.add_argument("--adv-steps", type=int, default=None, help="its PGD steps per batch (default 3)")
 
     plugins = sub.add_parser("plugins", help="list every attack, victim and dataset plugin")
     plugins.add_argument("--kind", choices=["attack", "victim", "dataset", "defence"], default=None)
@@ -364,19 +372,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     import shutil
 
     from advbench import victims
+    from advbench.adversarial_training import train_name
     from advbench.data.catalog import DatasetCatalog
     from advbench.plugins import get_registry
     from advbench.utils import resolve_device
     from advbench.validate import validate
 
     registry = get_registry()
-    args.victims, args.datasets = args.victim, args.dataset
+    name = train_name(args.victim, args.adversarial, args.adv_eps, args.adv_steps)
+    args.victims, args.datasets = name, args.dataset
     config = _config_from(args)
     validate(config, registry, out=False)
     catalog = DatasetCatalog(config, registry)
     ds = args.dataset
     ref = victims.resolve(
-        args.victim, catalog.get(ds), catalog.input_size(ds), config, registry, True, train_missing=True
+        name, catalog.get(ds), catalog.input_size(ds), config, registry, True, train_missing=True
     )
     origin = ref.origin
     if origin == "train":
@@ -387,7 +397,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         origin = "trained"
     if args.output:
         shutil.copyfile(ref.checkpoint, args.output)
-    print(f"{args.victim} on {ds}: {origin} checkpoint {args.output or ref.checkpoint}")
+    print(f"{name} on {ds}: {origin} checkpoint {args.output or ref.checkpoint}")
     return 0
 
 

@@ -157,8 +157,12 @@ class Registry:
         """The entry for ``name`` and its variant (``family:variant`` names), or a one-line error.
 
         The error names left-out plugins that may provide ``name``; the did-you-mean is kept
-        unless one of them declared it.
+        unless one of them declared it. A robust victim (``resnet10t@at4``) is its base victim's entry.
         """
+        if kind == "victim" and "@" in name:  # advbench.adversarial_training names; a bad suffix raises
+            from advbench.adversarial_training import split_name
+
+            return self.get(kind, split_name(name)[0])
         known = self.entries[kind]
         if name in known:
             return known[name], None

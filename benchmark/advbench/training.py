@@ -8,12 +8,14 @@ over every embedding tensor.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from advbench.adversarial_training import AdversarialRecipe, craft
 from advbench.api import AdvbenchError, ImageSplit, TrainRecipe, Victim
 from advbench.utils import progress_bar
 
@@ -62,6 +64,13 @@ def _as_tuple(x: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     return x if isinstance(x, tuple) else (x,)
 
 
+def reid_loss(victim: Victim, images: Tensor, pids: Tensor, recipe: TrainRecipe) -> Tensor:
+    """The loss one training step optimises: ID cross-entropy + batch-hard triplet, summed over heads."""
+    embeddings, logits = victim.train_outputs(images)
+    loss = sum(F.cross_entropy(lg, pids, label_smoothing=recipe.label_smoothing) for lg in _as_tuple(logits))
+    return loss + sum(batch_hard_triplet(e, pids, recipe.triplet_margin) for e in _as_tuple(embeddings))
+
+
 def train_victim(
     victim: Victim,
     train: ImageSplit,
@@ -71,8 +80,13 @@ def train_victim(
     seed: int,
     progress: bool = True,
     desc: str = "train",
+    adversarial: AdversarialRecipe | None = None,
 ) -> dict[str, float]:
-    """Train ``victim`` in place on ``train`` for ``recipe.steps`` steps; returns loss and timing."""
+    """Train ``victim`` in place on ``train`` for ``recipe.steps`` steps; returns loss and timing.
+
+    With ``adversarial``, every batch is replaced by PGD examples of the same loss (Madry et al.,
+    :mod:`advbench.adversarial_training`).
+    """
     victim.to(device).train()
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -86,11 +100,10 @@ def train_victim(
         idx = pk_batch(train.pids, recipe.batch_p, recipe.batch_k, generator)
         images = augment(train.batch(idx, device), recipe.pad_crop, recipe.flip, generator)
         pids = train.pids[idx].to(device)
-        embeddings, logits = victim.train_outputs(images)
-        loss = sum(
-            F.cross_entropy(lg, pids, label_smoothing=recipe.label_smoothing) for lg in _as_tuple(logits)
-        )
-        loss = loss + sum(batch_hard_triplet(e, pids, recipe.triplet_margin) for e in _as_tuple(embeddings))
+        if adversarial is not None:
+            loss_of = functools.partial(reid_loss, victim, pids=pids, recipe=recipe)
+            images = craft(victim, images, loss_of, adversarial, generator)
+        loss = reid_loss(victim, images, pids, recipe)
         if not torch.isfinite(loss):
             raise AdvbenchError(
                 f"{desc}: training loss became {loss.item()} (diverged); lower the learning rate"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from advbench import checkpoints
+from advbench.adversarial_training import AdversarialRecipe, split_name
 from advbench.api import AdvbenchError, ImageSplit, ReidDataset, TrainRecipe, Victim
 from advbench.config import RunConfig
 from advbench.io import verified
@@ -44,21 +45,33 @@ class VictimRef:
     num_classes: int = 0
     dataset_fingerprint: str = ""
     seed: int = 0
+    adversarial: AdversarialRecipe | None = None
 
     @property
     def label(self) -> str:
         return f"{self.name} on {self.dataset}"
 
 
-def _setup(name: str, config: RunConfig, registry: Registry) -> tuple[Any, dict[str, Any], TrainRecipe]:
-    entry, variant = registry.get("victim", name)
-    params = {**entry.spec.defaults, **config.victim_params.get(name, {})}
+def _setup(
+    name: str, config: RunConfig, registry: Registry
+) -> tuple[Any, dict[str, Any], TrainRecipe, AdversarialRecipe | None]:
+    """Spec entry, build params, train recipe and adversarial recipe of ``name`` (``resnet10t@at4``).
+
+    A robust victim is built like its base victim: the base's ``--victim-param`` apply, then its own.
+    """
+    base, adversarial = split_name(name)
+    entry, variant = registry.get("victim", base)
+    params = {
+        **entry.spec.defaults,
+        **config.victim_params.get(base, {}),
+        **config.victim_params.get(name, {}),
+    }
     if variant is not None:
         params["variant"] = variant
     recipe = entry.spec.recipe
     if config.train_steps is not None:
         recipe = dataclasses.replace(recipe, steps=config.train_steps)
-    return entry, params, recipe
+    return entry, params, recipe, adversarial
 
 
 def resolve(
@@ -76,7 +89,7 @@ def resolve(
     Raises :class:`AdvbenchError` saying what to do when there are no weights and training is not
     allowed (real datasets need ``--train-missing`` or ``advbench train``).
     """
-    entry, params, recipe = _setup(name, config, registry)
+    entry, params, recipe, adversarial = _setup(name, config, registry)
     common = dict(
         name=name,
         dataset=data.name,
@@ -86,6 +99,7 @@ def resolve(
         num_classes=data.num_train_pids,
         dataset_fingerprint=data.fingerprint,
         seed=config.seed,
+        adversarial=adversarial,
     )
     if name in config.victim_weights:
         path = Path(config.victim_weights[name])
@@ -93,7 +107,14 @@ def resolve(
             raise AdvbenchError(f"--victim-weights {name}={path}: no such file")
         return VictimRef(checkpoint=str(path), weights_id=file_hash(path), origin="user", **common)
     key = checkpoints.victim_key(
-        name, params, entry.spec.version, data.fingerprint, input_size, recipe, config.seed
+        split_name(name)[0],
+        params,
+        entry.spec.version,
+        data.fingerprint,
+        input_size,
+        recipe,
+        config.seed,
+        adversarial,
     )
     path = checkpoints.cached_checkpoint(config.cache_dir, name, data.name, key)
     if verified(path):  # a damaged checkpoint is reported, removed and trained again
@@ -130,14 +151,23 @@ def train(
 
     from advbench.training import train_victim
 
-    entry, _ = registry.get("victim", ref.name)
+    entry, _ = registry.get("victim", split_name(ref.name)[0])
     params = dict(ref.params)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ref.seed)
         model = entry.spec.build(num_classes=ref.num_classes, input_size=ref.input_size, **params)
-    log(f"training {ref.label} ({ref.recipe.steps} steps, {ref.num_classes} ids) -> {ref.checkpoint}")
+    adv = ref.adversarial
+    how = f", PGD-{adv.steps} adversarial training at eps {adv.eps:g}" if adv else ""
+    log(f"training {ref.label} ({ref.recipe.steps} steps{how}, {ref.num_classes} ids) -> {ref.checkpoint}")
     stats = train_victim(
-        model, split, ref.recipe, device=device, seed=ref.seed, progress=progress, desc=f"train {ref.name}"
+        model,
+        split,
+        ref.recipe,
+        device=device,
+        seed=ref.seed,
+        progress=progress,
+        desc=f"train {ref.name}",
+        adversarial=adv,
     )
     checkpoints.save_checkpoint(
         Path(ref.checkpoint),
@@ -149,6 +179,7 @@ def train(
         recipe=ref.recipe,
         seed=ref.seed,
         train_stats=stats,
+        adversarial=adv,
     )
     log(f"trained {ref.label} in {stats['train_seconds']:.0f} s (final loss {stats['final_loss']:.3f})")
     return stats
@@ -164,7 +195,7 @@ def load(ref: VictimRef, registry: Registry) -> Victim:
         return checkpoints.build_from_checkpoint(blob, registry, path)
     if ref.origin != "user":
         raise AdvbenchError(f"cached checkpoint {path} is not an advbench checkpoint; delete it")
-    entry, _ = registry.get("victim", ref.name)
+    entry, _ = registry.get("victim", split_name(ref.name)[0])
     if entry.spec.load is None:
         raise AdvbenchError(
             f"{path} is not an advbench checkpoint and victim {ref.name!r} has no loader for other formats"
