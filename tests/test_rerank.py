@@ -11,6 +11,7 @@ from torch import Tensor
 
 from advbench.api import AdvbenchError
 from advbench.metrics.reid import evaluate
+from advbench_defences import rerank
 from advbench_defences.rerank import KReciprocalRerank, k_reciprocal_rerank
 
 
@@ -88,6 +89,24 @@ def test_matches_the_set_by_set_reference(nq: int, ng: int, k1: int, k2: int, la
     got32 = k_reciprocal_rerank(q_g.float(), q_q.float(), g_g.float(), k1=k1, k2=k2, lambda_value=lam)
     assert got32.dtype == torch.float32
     np.testing.assert_allclose(got32.numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_chunked_and_dense_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny chunks exercise the blocked sort and Jaccard loops; the dense (CUDA) Jaccard path is the same."""
+    feats, _ = clustered(ids=5, per_id=8, dim=6, noise=0.8, seed=4)
+    q_g, q_q, g_g = split_distances(feats, 7)
+    expected, _ = reference_rerank(q_g.numpy(), q_q.numpy(), g_g.numpy(), 7, 3, 0.3)
+    monkeypatch.setattr(rerank, "SORT_CHUNK_ELEMENTS", 50)
+    monkeypatch.setattr(rerank, "JACCARD_CHUNK_ELEMENTS", 9)
+    got = k_reciprocal_rerank(q_g, q_q, g_g, k1=7, k2=3, lambda_value=0.3)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-6)
+    g = torch.Generator().manual_seed(0)
+    v = torch.rand(30, 30, generator=g, dtype=torch.float64) * (torch.rand(30, 30, generator=g) < 0.2)
+    v /= v.sum(dim=1, keepdim=True).clamp_min(1e-9)
+    sparse, dense = rerank._jaccard(v, 8, sparse=True), rerank._jaccard(v, 8, sparse=False)
+    direct = 1 - torch.minimum(v[:8, None], v[None]).sum(2) / torch.maximum(v[:8, None], v[None]).sum(2)
+    torch.testing.assert_close(sparse, direct, rtol=0, atol=1e-12)
+    torch.testing.assert_close(dense, direct, rtol=0, atol=1e-12)
 
 
 def test_k2_of_one_skips_query_expansion() -> None:

@@ -19,19 +19,23 @@ transposed, i.e. row p divided by the largest distance from p (the matrix is sym
 toolkits square Euclidean distances before that; this function uses the distances as given, so pass
 squared Euclidean distances to match them. Neighbours are ranked by a stable sort (ties by index).
 
-Memory is a few dense ``(Q+G) x (Q+G)`` matrices (as in the toolkits); the Jaccard step touches only
-the non-zero entries of each query's ``V`` row.
+Memory is a few dense ``(Q+G) x (Q+G)`` float and bool matrices (as in the toolkits); only the first
+``max(k1 + 1, k2)`` neighbours of each item are kept. The Jaccard sums touch only the non-zeros of
+``V``: through an inverted index on a CPU, through gathered blocks on CUDA (deterministic there).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 from torch import Tensor
 
 from advbench.api import AdvbenchError, DefenceSpec, RankingDefence
 
-# Elements of the [chunk, nonzeros, Q+G] buffer of the Jaccard step.
+# Elements of the [chunk, nonzeros, Q+G] buffer of the Jaccard step and of each sorted block of rows.
 JACCARD_CHUNK_ELEMENTS = 2**24
+SORT_CHUNK_ELEMENTS = 2**24
 
 
 def _full_distances(q_g: Tensor, q_q: Tensor, g_g: Tensor) -> Tensor:
@@ -42,6 +46,19 @@ def _full_distances(q_g: Tensor, q_q: Tensor, g_g: Tensor) -> Tensor:
     full = torch.cat([top, bottom], dim=0).to(dtype)
     col_max = full.max(dim=0).values.clamp_min(torch.finfo(dtype).tiny)
     return (full / col_max).T.contiguous()
+
+
+def _nearest(dist: Tensor, k: int) -> Tensor:
+    """The ``k`` nearest of each row, nearest first, ties by index (a stable sort of row blocks).
+
+    Only ``k`` columns are kept: the full ``(Q+G) x (Q+G)`` order would take 8 bytes per pair.
+    """
+    n = dist.shape[0]
+    out = torch.empty(n, k, dtype=torch.long, device=dist.device)
+    rows = max(1, SORT_CHUNK_ELEMENTS // n)
+    for start in range(0, n, rows):
+        out[start : start + rows] = torch.sort(dist[start : start + rows], dim=1, stable=True).indices[:, :k]
+    return out
 
 
 def _members(rank: Tensor, k: int) -> Tensor:
@@ -74,22 +91,62 @@ def _expanded_sets(rank: Tensor, k1: int) -> Tensor:
     return recip.clone().scatter_(1, index, True)
 
 
-def _jaccard(v: Tensor, rows: int) -> Tensor:
-    """``1 - sum(min) / sum(max)`` between each of the first ``rows`` rows of ``v`` and every row."""
+def _shared_dense(v: Tensor, rows: int) -> Tensor:
+    """``sum(min(v[q], v[g]))`` for the first ``rows`` rows q and every row g, over each q's support.
+
+    Gathers ``[chunk, support, Q+G]`` blocks: plain reductions, deterministic on every device.
+    """
     n = v.shape[0]
     out = torch.empty(rows, n, dtype=v.dtype, device=v.device)
     vt = v.T.contiguous()
-    nonzero = (v[:rows] != 0).sum(dim=1)
-    width = max(int(nonzero.max()) if rows else 1, 1)
+    width = max(int((v[:rows] != 0).sum(dim=1).max()) if rows else 1, 1)
     chunk = max(1, JACCARD_CHUNK_ELEMENTS // (width * n))
     for start in range(0, rows, chunk):
         stop = min(start + chunk, rows)
-        block = v[start:stop]
-        values, cols = block.topk(width, dim=1)  # the non-zeros (and zeros as padding) of each row
-        shared = torch.minimum(values[:, :, None], vt[cols]).sum(dim=1)  # sum(min) over the row's support
-        union = block.sum(dim=1, keepdim=True) + v.sum(dim=1)[None, :] - shared  # sum(max)
-        out[start:stop] = 1.0 - shared / union.clamp_min(torch.finfo(v.dtype).tiny)
+        values, cols = v[start:stop].topk(width, dim=1)  # the support, padded with zeros
+        out[start:stop] = torch.minimum(values[:, :, None], vt[cols]).sum(dim=1)
     return out
+
+
+def _shared_sparse(v: Tensor, rows: int) -> Tensor:
+    """The same sums through an inverted index: each non-zero ``v[q, j]`` meets only the non-zeros
+    of column j (the toolkits' approach). Much less work on a CPU, where the accumulation is serial
+    and so deterministic; on CUDA it would be atomic, hence :func:`_shared_dense` there.
+    """
+    n = v.shape[0]
+    g_rows, g_cols = v.nonzero(as_tuple=True)
+    order = torch.argsort(g_cols, stable=True)
+    col_rows, col_vals = g_rows[order], v[g_rows, g_cols][order]
+    counts = torch.bincount(g_cols, minlength=n)
+    starts = counts.cumsum(0) - counts
+    q_rows, q_cols = v[:rows].nonzero(as_tuple=True)
+    q_vals, pairs = v[q_rows, q_cols], counts[q_cols]
+    ends = pairs.cumsum(0)
+    total = int(ends[-1]) if len(ends) else 0
+    marks = torch.tensor(range(JACCARD_CHUNK_ELEMENTS, total, JACCARD_CHUNK_ELEMENTS), dtype=ends.dtype)
+    cuts = torch.searchsorted(ends, marks.to(ends.device))  # chunks of about that many pairs
+    edges = sorted({0, *cuts.tolist(), len(pairs)})
+    out = torch.zeros(rows, n, dtype=v.dtype, device=v.device)
+    for lo, hi in itertools.pairwise(edges):
+        entry = torch.repeat_interleave(torch.arange(lo, hi, device=v.device), pairs[lo:hi])
+        offset = torch.arange(len(entry), device=v.device) - (
+            ends[entry] - pairs[entry] - (ends[lo] - pairs[lo])
+        )
+        source = starts[q_cols[entry]] + offset
+        shared = torch.minimum(q_vals[entry], col_vals[source])
+        out.index_put_((q_rows[entry], col_rows[source]), shared, accumulate=True)
+    return out
+
+
+def _jaccard(v: Tensor, rows: int, sparse: bool | None = None) -> Tensor:
+    """``1 - sum(min) / sum(max)`` between each of the first ``rows`` rows of ``v`` and every row.
+
+    ``sparse`` (default: on a CPU) picks the inverted-index sums over the dense gathered ones.
+    """
+    sparse = v.device.type == "cpu" if sparse is None else sparse
+    shared = (_shared_sparse if sparse else _shared_dense)(v, rows)
+    union = v[:rows].sum(dim=1, keepdim=True) + v.sum(dim=1)[None, :] - shared  # sum(max)
+    return 1.0 - shared / union.clamp_min(torch.finfo(v.dtype).tiny)
 
 
 def _check(q_g: Tensor, q_q: Tensor, g_g: Tensor, k1: int, k2: int, lambda_value: float) -> None:
@@ -118,13 +175,14 @@ def k_reciprocal_rerank(
     _check(q_g, q_q, g_g, k1, k2, lambda_value)
     nq = q_g.shape[0]
     dist = _full_distances(q_g, q_q.to(q_g), g_g.to(q_g))
-    rank = torch.sort(dist, dim=1, stable=True).indices
-    expanded = _expanded_sets(rank, k1)
-    weights = torch.where(expanded, torch.exp(-dist), torch.zeros((), dtype=dist.dtype, device=dist.device))
-    v = weights / weights.sum(dim=1, keepdim=True)
-    if k2 > 1:
-        neighbours = rank[:, :k2]
-        v = sum((v[neighbours[:, t]] for t in range(k2)), torch.zeros_like(v)) / k2
+    rank = _nearest(dist, max(k1 + 1, k2))
+    v = torch.exp(-dist).masked_fill_(~_expanded_sets(rank, k1), 0.0)
+    v /= v.sum(dim=1, keepdim=True)
+    if k2 > 1:  # in place, one [Q+G, Q+G] buffer at a time
+        expanded = v[rank[:, 0]]
+        for t in range(1, k2):
+            expanded += v[rank[:, t]]
+        v = expanded.div_(k2)
     jaccard = _jaccard(v, nq)
     final = (1.0 - lambda_value) * jaccard + lambda_value * dist[:nq]
     return final[:, nq:]
