@@ -138,6 +138,19 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--attack-param", action="append", default=None, metavar="ATTACK.KEY=VALUE")
     run.add_argument(
+        "--defences",
+        default=None,
+        help="defences to evaluate through: names, 'none' (undefended, the default), 'all'; "
+        "each also gets an adaptive craft when it transforms inputs",
+    )
+    run.add_argument("--defence-param", action="append", default=None, metavar="DEFENCE.KEY=VALUE")
+    run.add_argument(
+        "--detect-images",
+        type=int,
+        default=None,
+        help="attacked train images per craft for its spectral detector (default 64; 0: no detectability)",
+    )
+    run.add_argument(
         "--fit-on", default=None, metavar="DATASET", help="fit learning attacks on this dataset's train split"
     )
     run.add_argument(
@@ -257,6 +270,8 @@ def _config_from(args: argparse.Namespace) -> RunConfig:
         "datasets": names("datasets"),
         "victims": names("victims"),
         "attacks": names("attacks"),
+        "defences": names("defences"),
+        "detect_images": pick("detect_images"),
         "eps": _eps(pick("eps")) if pick("eps") is not None else None,
         "out": Path(pick("out")).expanduser() if pick("out") is not None else None,
         "cache_dir": Path(pick("cache")).expanduser() if pick("cache") is not None else None,
@@ -285,12 +300,13 @@ def _config_from(args: argparse.Namespace) -> RunConfig:
             _scoped(_listed(options.get(f"{kind}_param")), f"--{kind}-param"),
             _scoped(getattr(args, f"{kind}_param", None) or [], f"--{kind}-param"),
         )
-        for kind in ("attack", "victim", "dataset")
+        for kind in ("attack", "victim", "dataset", "defence")
     }
     return RunConfig(
         **{k: v for k, v in given.items() if v is not None},
         victim_weights={k: Path(str(v)).expanduser() for k, v in weights.items()},
         attack_params=scoped["attack"],
+        defence_params=scoped["defence"],
         victim_params=scoped["victim"],
         dataset_params=scoped["dataset"],
         progress=not pick("no_progress") and sys.stderr.isatty(),
@@ -301,6 +317,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from advbench import leaderboard
     from advbench.plugins import get_registry
     from advbench.runner import run
+    from advbench.strips import strip_source
     from advbench.validate import validate
 
     registry = get_registry()
@@ -310,7 +327,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(config, registry)
     start = time.perf_counter()
     summary = run(config, registry)
-    frame, problems = leaderboard.publish(config.out)  # the folder's whole store, under its lock
+    strips = strip_source(config, registry)  # pixels for the image strips, from this run's data and cache
+    frame, problems = leaderboard.publish(config.out, strips)  # the folder's whole store, under its lock
     for line in problems:
         print(f"warning: {line}", file=sys.stderr)
     print(

@@ -1,21 +1,34 @@
-"""Cell records -> the leaderboard files: results.csv (long), whitebox.csv, transfer matrices, summary.md.
+"""Cell records -> the leaderboard files: results.csv (long), whitebox.csv, transfer matrices,
+summary.md and plots/.
 
 Every file is sorted and rounded the same way each time, so two runs with the same numbers write
 byte-identical files (``sec_per_image`` and ``fit_seconds`` are wall-clock measurements, the columns that vary).
+Intervals are 95% paired bootstrap intervals over queries (1,000 resamples seeded by the run seed):
+the same resampled queries for clean and adversarial AP, and for a row and its craft's white-box row.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from advbench.io import atomic_write_text
-from advbench.records import CraftRecord, EvalRecord, Record
+from advbench.metrics.bootstrap import paired_intervals
+from advbench.records import CraftRecord, DetectRecord, EvalRecord, Record
+
+if TYPE_CHECKING:
+    from advbench.plots import StripExample
+
+StripSource = Callable[[CraftRecord, EvalRecord], "list[StripExample] | None"]
+"""Pixels of an evaluation's example queries and their ranked gallery images (None: unavailable)."""
+RESAMPLES = 1000
+INTERVALS = ("clean_mAP", "adv_mAP", "mAP_drop", "transfer_rate")
 
 # Column order of results.csv; the README documents each one.
 COLUMNS = [
@@ -27,11 +40,14 @@ COLUMNS = [
     "source_victim",
     "target_victim",
     "setting",
+    "defence",
+    "threat",
     "clean_mAP",
     "adv_mAP",
     "mAP_drop",
     "rel_mAP_drop",
     "transfer_rate",
+    *(f"{name}_ci_{end}" for name in INTERVALS for end in ("low", "high")),
     "clean_rank1",
     "adv_rank1",
     "clean_rank5",
@@ -46,6 +62,10 @@ COLUMNS = [
     "linf",
     "l2",
     "l0",
+    "spectral_distance",
+    "hf_share",
+    "detector_auroc",
+    "frechet_distance",
     "sec_per_image",
     "fit_seconds",
     "n_query",
@@ -65,6 +85,8 @@ KEYS = [
     "eps",
     "source_victim",
     "target_victim",
+    "defence",
+    "threat",
     "protocol",
 ]
 DECIMALS = {
@@ -72,6 +94,12 @@ DECIMALS = {
     "ms_ssim": 4,
     "rel_mAP_drop": 4,
     "transfer_rate": 4,
+    "transfer_rate_ci_low": 4,
+    "transfer_rate_ci_high": 4,
+    "spectral_distance": 4,
+    "hf_share": 4,
+    "detector_auroc": 4,
+    "frechet_distance": 6,
     "linf": 3,
     "l2": 4,
     "l0": 4,
@@ -80,10 +108,39 @@ DECIMALS = {
 }
 
 
-def _row(craft: CraftRecord, ev: EvalRecord, white_drop: float | None) -> dict[str, Any]:
+def _ap(values: list[float | None] | None) -> np.ndarray | None:
+    return (
+        None if values is None else np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    )
+
+
+def _intervals(craft: CraftRecord, ev: EvalRecord, white: EvalRecord | None) -> dict[str, float]:
+    """The row's ``*_ci_low`` / ``*_ci_high`` columns (NaN for records without per-query AP)."""
+    clean, adv = _ap(ev.clean_ap), _ap(ev.adv_ap)
+    white_clean, white_adv = (_ap(white.clean_ap), _ap(white.adv_ap)) if white is not None else (None, None)
+    if clean is None or adv is None:
+        ci = dict.fromkeys(INTERVALS, (float("nan"), float("nan")))
+    else:
+        paired = white_clean is not None and white_adv is not None and white_clean.shape == clean.shape
+        ci = paired_intervals(
+            clean,
+            adv,
+            white_clean_ap=white_clean if paired else None,
+            white_adv_ap=white_adv if paired else None,
+            resamples=RESAMPLES,
+            seed=craft.seed,
+        )
+    return {f"{name}_ci_{end}": ci[name][i] for name in INTERVALS for i, end in enumerate(("low", "high"))}
+
+
+def _row(
+    craft: CraftRecord, ev: EvalRecord, white: EvalRecord | None, detect: DetectRecord | None
+) -> dict[str, Any]:
     clean, adv = ev.clean, ev.adv
     drop = clean.mAP - adv.mAP
+    white_drop = white.clean.mAP - white.adv.mAP if white is not None else None
     perceptual = craft.perceptual
+    nan = float("nan")
     return {
         "dataset": craft.dataset,
         "fit_dataset": craft.fit_dataset,
@@ -93,12 +150,15 @@ def _row(craft: CraftRecord, ev: EvalRecord, white_drop: float | None) -> dict[s
         "source_victim": craft.source_victim,
         "target_victim": ev.target_victim,
         "setting": "whitebox" if ev.target_victim == craft.source_victim else "transfer",
+        "defence": ev.defence,
+        "threat": ev.threat,
         "clean_mAP": clean.mAP,
         "adv_mAP": adv.mAP,
         "mAP_drop": drop,
         "rel_mAP_drop": drop / clean.mAP if clean.mAP > 0 else float("nan"),
         # undefined unless the source's own (white-box) drop is positive
         "transfer_rate": drop / white_drop if white_drop is not None and white_drop > 0 else float("nan"),
+        **_intervals(craft, ev, white),
         **{
             f"{side}_rank{k}": getattr(s, f"rank{k}")
             for k in (1, 5, 10)
@@ -112,6 +172,10 @@ def _row(craft: CraftRecord, ev: EvalRecord, white_drop: float | None) -> dict[s
         "linf": perceptual["linf"],
         "l2": perceptual["l2"],
         "l0": perceptual["l0"],
+        "spectral_distance": detect.spectral_distance if detect else nan,
+        "hf_share": detect.hf_share if detect else nan,
+        "detector_auroc": detect.detector_auroc if detect else nan,
+        "frechet_distance": nan if ev.frechet_distance is None else ev.frechet_distance,
         "sec_per_image": craft.sec_per_image,
         "fit_seconds": craft.fit_seconds,
         "n_query": craft.n_query,
@@ -126,18 +190,20 @@ def _row(craft: CraftRecord, ev: EvalRecord, white_drop: float | None) -> dict[s
 
 
 def results_frame(records: Iterable[Record]) -> pd.DataFrame:
-    """One row per evaluation (craft x target victim) whose craft is among ``records``, in
-    :data:`COLUMNS` order; ``transfer_rate`` divides by the craft's own white-box drop. Of two
-    rows with the same :data:`KEYS`, the one that comes later in ``records`` is kept."""
+    """One row per evaluation (craft x target victim x defence) whose craft is among ``records``, in
+    :data:`COLUMNS` order; ``transfer_rate`` divides by the craft's own white-box drop under the
+    same defence and threat. Of two rows with the same :data:`KEYS`, the one that comes later in
+    ``records`` is kept."""
     records = list(records)
     crafts = {r.key: r for r in records if isinstance(r, CraftRecord)}
+    detects = {r.craft_key: r for r in records if isinstance(r, DetectRecord)}
     evals = [r for r in records if isinstance(r, EvalRecord) and r.craft_key in crafts]
-    white = {
-        (e.craft_key, e.protocol): e.clean.mAP - e.adv.mAP
-        for e in evals
-        if e.target_victim == crafts[e.craft_key].source_victim
-    }
-    rows = [_row(crafts[e.craft_key], e, white.get((e.craft_key, e.protocol))) for e in evals]
+
+    def where(e: EvalRecord) -> tuple[str, str, str, str]:
+        return (e.craft_key, e.protocol, e.defence, e.threat)
+
+    white = {where(e): e for e in evals if e.target_victim == crafts[e.craft_key].source_victim}
+    rows = [_row(crafts[e.craft_key], e, white.get(where(e)), detects.get(e.craft_key)) for e in evals]
     # the same result recorded twice (e.g. a victim retrained under the same name): the later wins
     frame = pd.DataFrame(rows, columns=COLUMNS).drop_duplicates(KEYS, keep="last")
     if frame.empty:
@@ -154,9 +220,15 @@ def _attack_label(frame: pd.DataFrame) -> pd.Series:
     return frame["attack"].where(n_params <= 1, frame["attack"] + " " + frame["attack_params"])
 
 
+def undefended(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows evaluated without a defence (what the white-box and transfer tables show)."""
+    return frame[frame["threat"] == "none"]
+
+
 def whitebox_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """(dataset, attack, eps) x victim: white-box mAP drop in points."""
-    white = frame[frame["setting"] == "whitebox"].assign(attack=_attack_label)
+    """(dataset, attack, eps) x victim: white-box mAP drop in points, undefended."""
+    white = undefended(frame)
+    white = white[white["setting"] == "whitebox"].assign(attack=_attack_label)
     table = white.pivot_table(
         index=["dataset", "attack", "eps"],
         columns="source_victim",
@@ -169,9 +241,9 @@ def whitebox_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def transfer_tables(frame: pd.DataFrame) -> dict[tuple[str, str, float], pd.DataFrame]:
-    """One source x target matrix of adversarial mAP per (dataset, attack, eps)."""
+    """One source x target matrix of adversarial mAP per (dataset, attack, eps), undefended."""
     out = {}
-    labelled = frame.assign(attack=_attack_label)
+    labelled = undefended(frame).assign(attack=_attack_label)
     for (dataset, attack, eps), group in labelled.groupby(["dataset", "attack", "eps"], sort=True):
         table = group.pivot_table(
             index="source_victim", columns="target_victim", values="adv_mAP", aggfunc="first", sort=True
@@ -186,67 +258,19 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
-def _markdown(frame: pd.DataFrame, index: bool = False) -> str:
-    """A GitHub table without the optional ``tabulate`` dependency."""
-    frame = frame.reset_index() if index else frame
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = [
-        "| "
-        + " | ".join("" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v) for v in row)
-        + " |"
-        for row in frame.itertuples(index=False)
-    ]
-    return "\n".join([header, rule, *body])
-
-
-def summary_markdown(
-    frame: pd.DataFrame, whitebox: pd.DataFrame, transfers: dict[tuple[str, str, float], pd.DataFrame]
-) -> str:
-    clean = (
-        frame[frame["setting"] == "whitebox"]
-        .groupby(["dataset", "source_victim"], sort=True)[["clean_mAP", "clean_rank1", "clean_mINP"]]
-        .first()
-    )
-    perceptual = (
-        frame[frame["setting"] == "whitebox"]
-        .assign(attack=_attack_label)
-        .groupby(["dataset", "attack", "eps"], sort=True)[["ssim", "ms_ssim", "linf", "l0", "sec_per_image"]]
-        .mean()
-        .round(4)
-    )
-    parts = [
-        "# advbench leaderboard",
-        "",
-        "mAP, rank-k and mINP in percent (Market-1501 protocol); drops in points. Only queries are perturbed.",
-        "",
-        "## Clean victims",
-        "",
-        _markdown(clean, index=True),
-        "",
-        "## White-box mAP drop (attack x victim)",
-        "",
-        _markdown(whitebox),
-        "",
-        "## Imperceptibility and cost (mean over source victims)",
-        "",
-        _markdown(perceptual, index=True),
-        "",
-        "## Transfer: adversarial mAP (rows: crafted on, columns: evaluated on)",
-    ]
-    for (dataset, attack, eps), table in transfers.items():
-        parts += ["", f"### {dataset} / {attack} / eps {eps:g}", "", _markdown(table.round(2), index=True)]
-    return "\n".join(parts) + "\n"
-
-
-def write(records: Iterable[Record], out: Path) -> pd.DataFrame:
+def write(records: Iterable[Record], out: Path, strips: StripSource | None = None) -> pd.DataFrame:
     """Write every leaderboard file under ``out`` from ``records`` and return the long results frame.
 
     Nothing is written when there is no row (a run whose cells all failed keeps the files it found).
-    Transfer files of cells no longer present are removed, so the folder describes exactly the
-    records given.
+    Transfer files and plots of cells no longer present are removed, so the folder describes exactly
+    the records given. ``strips`` gives the pixels of the image strips (the data and cache of a
+    run); without it the strips already there are kept.
     """
+    from advbench import plots
+    from advbench.summary import summary_markdown
+
     out = Path(out)
+    records = list(records)
     frame = results_frame(records)
     if frame.empty:
         return frame
@@ -256,7 +280,12 @@ def write(records: Iterable[Record], out: Path) -> pd.DataFrame:
     files = {"results.csv": frame.to_csv(index=False), "whitebox.csv": whitebox.to_csv(index=False)}
     for (dataset, attack, eps), table in transfers.items():
         files[f"transfer_{_slug(dataset)}_{_slug(attack)}_eps{eps:g}.csv"] = table.to_csv()
-    files["summary.md"] = summary_markdown(frame, whitebox, transfers)
+    figures = plots.write_plots(undefended(frame), out)
+    if strips is not None:
+        figures += write_strips(records, out / "plots", strips)
+    else:
+        figures += sorted((out / "plots").glob("strip_*.png"))
+    files["summary.md"] = summary_markdown(frame, whitebox, transfers, [f.relative_to(out) for f in figures])
     for name, text in files.items():
         atomic_write_text(out / name, text)
     for stale in out.glob("transfer_*.csv"):
@@ -265,7 +294,34 @@ def write(records: Iterable[Record], out: Path) -> pd.DataFrame:
     return frame
 
 
-def publish(out: Path) -> tuple[pd.DataFrame, list[str]]:
+def strip_name(craft: CraftRecord) -> str:
+    return f"strip_{_slug(craft.dataset)}_{_slug(craft.attack)}_eps{craft.eps:g}_{_slug(craft.source_victim)}.png"
+
+
+def write_strips(records: list[Record], folder: Path, strips: StripSource) -> list[Path]:
+    """An image strip per undefended craft with stored examples: its queries, perturbations and
+    white-box top-5 before and after. Strips of crafts no longer present are removed."""
+    from advbench.plots import image_strip
+
+    crafts = {r.key: r for r in records if isinstance(r, CraftRecord)}
+    written: list[Path] = []
+    for ev in records:
+        if not isinstance(ev, EvalRecord) or ev.examples is None or ev.threat != "none":
+            continue
+        craft = crafts.get(ev.craft_key)
+        if craft is None or craft.defence != "none" or ev.target_victim != craft.source_victim:
+            continue
+        examples = strips(craft, ev)
+        if examples:
+            title = f"{craft.dataset} / {craft.attack} eps {craft.eps:g} / white-box on {craft.source_victim}"
+            written.append(image_strip(examples, folder / strip_name(craft), title=title))
+    for stale in folder.glob("strip_*.png"):
+        if stale not in written:
+            stale.unlink()
+    return sorted(written)
+
+
+def publish(out: Path, strips: StripSource | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Rebuild ``out``'s leaderboard from its whole results store, holding the folder's lock.
 
     Two runs writing to one folder therefore leave one consistent set describing both, never one
@@ -279,5 +335,5 @@ def publish(out: Path) -> tuple[pd.DataFrame, list[str]]:
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / ".store")
     with FileLock(out / ".leaderboard.lock"):
-        frame = write(store.records(), out)
+        frame = write(store.records(), out, strips)
     return frame, store.report()

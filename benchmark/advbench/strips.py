@@ -1,0 +1,64 @@
+"""The pixels of the leaderboard's image strips: example queries, clean and adversarial, and the
+gallery images each ranked first before and after the attack (indices kept in the evaluation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from advbench.api import AdvbenchError
+from advbench.config import RunConfig
+from advbench.data.catalog import DatasetCatalog
+from advbench.io import verified
+from advbench.leaderboard import StripSource
+from advbench.plots import StripExample
+from advbench.plugins import Registry
+from advbench.records import CraftRecord, EvalRecord
+
+
+def _hwc(image: Tensor) -> np.ndarray:
+    return image.permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def strip_source(config: RunConfig, registry: Registry) -> StripSource:
+    """Strip pixels for crafts of ``config``'s datasets, read from the data and the cache; None for
+    a craft whose stored queries are gone or were made from other images (other dataset params)."""
+    from advbench.cell import open_adv
+
+    catalog = DatasetCatalog(config, registry)
+    datasets = set(registry.select("dataset", config.datasets))
+
+    def source(craft: CraftRecord, ev: EvalRecord) -> list[StripExample] | None:
+        examples = ev.examples
+        if examples is None or craft.dataset not in datasets or not verified(craft.adv_file):
+            return None
+        try:
+            query, gallery = catalog.split(craft.dataset, "query"), catalog.split(craft.dataset, "gallery")
+            if len(query) != craft.n_query or tuple(query.images.shape[2:]) != tuple(craft.input_size):
+                return None
+            adv = open_adv(Path(craft.adv_file), query)
+            rows = torch.tensor(examples["query"])
+            clean, attacked = query.batch(rows), adv.batch(rows)
+            out = []
+            for i, row in enumerate(rows.tolist()):
+                before = gallery.batch(torch.tensor(examples["before"][i]))
+                after = gallery.batch(torch.tensor(examples["after"][i]))
+                out.append(
+                    StripExample(
+                        clean=_hwc(clean[i]),
+                        adv=_hwc(attacked[i]),
+                        pid=int(query.pids[row]),
+                        before=[_hwc(g) for g in before],
+                        before_match=[bool(m) for m in examples["before_match"][i]],
+                        after=[_hwc(g) for g in after],
+                        after_match=[bool(m) for m in examples["after_match"][i]],
+                    )
+                )
+            return out
+        except (AdvbenchError, OSError, KeyError, IndexError):
+            return None
+
+    return source
