@@ -198,3 +198,39 @@ def test_leaderboard_prints_tables_filtered_by_dataset_and_attack(tmp_path: Path
     assert not any("fgsm" in line for line in lines)
     assert main(["leaderboard", "--out", str(a), "--attack", "cw"]) == 2
     assert "--attack 'cw' has no row in this leaderboard; it holds fgsm, pgd" in capsys.readouterr().err
+
+
+def _retrained(records: list[Record]) -> list[Record]:
+    """The same cells recorded by a machine that trained its own victims: other weights, so other
+    keys, and other clean scores."""
+    out: list[Record] = []
+    for r in records:
+        if isinstance(r, CraftRecord):
+            out.append(dataclasses.replace(r, key=f"{r.key}-own", source_weights_id="own"))
+        elif isinstance(r, EvalRecord):
+            clean = dataclasses.replace(r.clean, mAP=r.clean.mAP + 5)
+            out.append(
+                dataclasses.replace(
+                    r,
+                    key=f"{r.key}-own",
+                    craft_key=f"{r.craft_key}-own",
+                    target_weights_id="own",
+                    clean=clean,
+                )
+            )
+    return out
+
+
+def test_the_same_cell_under_other_keys_is_flagged_and_the_first_store_shown(tmp_path: Path) -> None:
+    a = _store(tmp_path / "a", _records("a"))
+    b = _store(tmp_path / "b", _retrained(_records("b")))
+    merged, frame, _ = merge.merge_stores([a, b], tmp_path / "ab")
+    assert {(d.field, d.kept_value, d.other_value) for d in merged.disagreements} == {
+        ("clean.mAP", "60.0", "65.0"),
+        ("clean.mAP", "61.0", "66.0"),
+    }
+    assert len(merged.disagreements) == 8 and all(d.key.endswith("-own") for d in merged.disagreements)
+    assert len(frame) == 8 and sorted(frame["clean_mAP"].unique()) == [60.0, 61.0]
+    assert len(list((tmp_path / "ab" / ".store").glob("*.json"))) == 2 * len(_records("a"))  # none lost
+    _, frame, _ = merge.merge_stores([b, a], tmp_path / "ba")
+    assert sorted(frame["clean_mAP"].unique()) == [65.0, 66.0]

@@ -3,13 +3,17 @@
 Records are matched by key. A key held by several stores with the same result is kept once; with
 different results (payloads compared without provenance, timings and machine-local paths) the
 first store's record is kept and the difference is reported as a :class:`Disagreement`, never
-resolved silently. A failed unit that another store finished is dropped.
+resolved silently. Machines that trained their own victims record the same leaderboard cell under
+different keys (keys hash the weights): both records are kept, the first store's is the one the
+leaderboard shows, and differing numbers are reported the same way. A failed unit that another
+store finished is dropped.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, field, fields
@@ -28,6 +32,8 @@ from advbench.store import ResultStore
 IGNORED = frozenset(
     {"provenance", "sec_per_image", "fit_seconds", "adv_file", "source_checkpoint", "batch_size"}
 )
+# Fields naming a record rather than holding its result: what two records of one cell may differ in.
+IDENTITY = frozenset({"key", "craft_key", "source_weights_id", "target_weights_id"})
 
 
 @dataclass(frozen=True)
@@ -83,9 +89,9 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
-def compared(record: Record) -> dict[str, Any]:
+def compared(record: Record, ignored: frozenset[str] = IGNORED) -> dict[str, Any]:
     """The fields that hold the result, flattened: what two stores must agree on."""
-    return _flat({k: v for k, v in to_json(record).items() if k not in IGNORED})
+    return _flat({k: v for k, v in to_json(record).items() if k not in ignored})
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -93,9 +99,9 @@ def _same(a: Any, b: Any) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
-def differences(a: Record, b: Record) -> list[tuple[str, Any, Any]]:
+def differences(a: Record, b: Record, ignored: frozenset[str] = IGNORED) -> list[tuple[str, Any, Any]]:
     """(field, value in a, value in b) for every result field where ``a`` and ``b`` differ."""
-    left, right = compared(a), compared(b)
+    left, right = compared(a, ignored), compared(b, ignored)
     keys = sorted(left.keys() | right.keys())
     return [(k, left.get(k), right.get(k)) for k in keys if not _same(left.get(k), right.get(k))]
 
@@ -112,28 +118,62 @@ def _cell(record: Record, crafts: dict[str, CraftRecord]) -> tuple[str, str, str
     return "", getattr(record, "attack", ""), "", getattr(record, "source_victim", ""), ""
 
 
+def _cell_id(record: Record, crafts: dict[str, CraftRecord]) -> tuple[Any, ...] | None:
+    """The leaderboard row an evaluation fills (as :data:`advbench.leaderboard.KEYS`); None for
+    other records and for an evaluation whose craft no store holds."""
+    craft = crafts.get(record.craft_key) if isinstance(record, EvalRecord) else None
+    if craft is None:
+        return None
+    params = json.dumps(craft.attack_params, sort_keys=True)
+    source = (craft.dataset, craft.fit_dataset, craft.attack, params, craft.eps, craft.source_victim)
+    return (*source, record.target_victim, record.protocol)  # type: ignore[union-attr]
+
+
+def _cell_differences(
+    a: EvalRecord, b: EvalRecord, crafts: dict[str, CraftRecord]
+) -> list[tuple[str, Any, Any]]:
+    """Result fields in which two evaluations of one cell, or their crafts, differ."""
+    ignored = IGNORED | IDENTITY
+    of_crafts = differences(crafts[a.craft_key], crafts[b.craft_key], ignored)
+    return [*differences(a, b, ignored), *((f"craft.{k}", x, y) for k, x, y in of_crafts)]
+
+
+def _note(
+    merged: Merged,
+    kept: Record,
+    other: Record,
+    store: str,
+    diffs: list[tuple[str, Any, Any]],
+    crafts: dict[str, CraftRecord],
+) -> None:
+    """Record each of ``diffs`` between ``kept`` and ``other`` (from ``store``) as a disagreement."""
+    cell, kept_in = _cell(kept, crafts), merged.origin[kept.key]
+    for path, mine, theirs in diffs:
+        merged.disagreements.append(
+            Disagreement(other.key, *cell, path, kept_in, str(mine), store, str(theirs))
+        )
+
+
 def merge_records(stores: Sequence[tuple[str, Sequence[Record]]]) -> Merged:
-    """Join ``(name, records)`` stores in order: the first store holding a key wins, and every
-    result field another store holds differently is recorded as a disagreement."""
+    """Join ``(name, records)`` stores in order: the first store holding a key (or a leaderboard
+    cell) wins, and every result field another store holds differently is a disagreement."""
     merged = Merged()
     crafts: dict[str, CraftRecord] = {}
     for _, records in stores:
         crafts.update({r.key: r for r in records if isinstance(r, CraftRecord) and r.key not in crafts})
+    first_of_cell: dict[tuple[Any, ...], Record] = {}
     for name, records in stores:
         for record in records:
             kept = merged.records.get(record.key)
             if kept is None:
                 merged.records[record.key], merged.origin[record.key] = record, name
-                continue
-            if isinstance(record, FailedRecord):
-                continue  # error messages vary from machine to machine; they are not results
-            cell = _cell(kept, crafts)
-            for path, mine, theirs in differences(kept, record):
-                merged.disagreements.append(
-                    Disagreement(
-                        record.key, *cell, path, merged.origin[record.key], str(mine), name, str(theirs)
-                    )
-                )
+                cell_id = _cell_id(record, crafts)
+                first = record if cell_id is None else first_of_cell.setdefault(cell_id, record)
+                if merged.origin[first.key] != name:  # the same cell under another key
+                    diffs = _cell_differences(first, record, crafts)  # type: ignore[arg-type]
+                    _note(merged, first, record, name, diffs, crafts)
+            elif not isinstance(record, FailedRecord):  # failure messages vary; they are not results
+                _note(merged, kept, record, name, differences(kept, record), crafts)
     done = {key for key, r in merged.records.items() if not isinstance(r, FailedRecord)}
     for key in [k for k, r in merged.records.items() if isinstance(r, FailedRecord)]:
         if key.removesuffix(".failed") in done:
@@ -170,8 +210,9 @@ def merge_stores(sources: Sequence[Path], out: Path) -> tuple[Merged, pd.DataFra
     """Merge the stores of ``sources`` (leaderboard folders or ``.store`` folders) into
     ``out/.store``, rebuild ``out``'s leaderboard and write ``out/disagreements.csv`` when any.
 
-    Returns the merge, the merged leaderboard's results frame and one line per unreadable record. ``out`` may be one of the sources; a
-    store of ``out`` that is not among them must be empty, so that no foreign record slips in.
+    Returns the merge, the merged leaderboard's results frame and one line per unreadable record.
+    ``out`` may be one of the sources; a store of ``out`` that is not among them must be empty, so
+    that no foreign record slips in.
     """
     from advbench.leaderboard import publish
 
@@ -191,7 +232,9 @@ def merge_stores(sources: Sequence[Path], out: Path) -> tuple[Merged, pd.DataFra
     )
     problems = [line for store in stores for line in store.report()]
     sink = ResultStore(target)
-    for record in merged.records.values():
+    rank = {str(s): i for i, s in enumerate(sources)}
+    # the leaderboard shows the newest record of a cell: write the first store's last
+    for record in sorted(merged.records.values(), key=lambda r: -rank[merged.origin[r.key]]):
         sink.put(record)
     for stale in target.glob("*.failed.json"):  # out was a source: its failures others finished
         if stale.stem not in merged.records:
