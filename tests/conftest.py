@@ -51,6 +51,8 @@ def tiny_cli(cache: Path, out: Path, *extra: str) -> list[str]:
         "--device",
         "cpu",
         "--no-progress",
+        "--detect-images",
+        "8",
         *params,
         *extra,
     ]
