@@ -230,6 +230,9 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--out", type=Path, default=None, help="leaderboard folder (default leaderboards)")
     board.add_argument("--dataset", default=None, help="print only this dataset's tables")
     board.add_argument("--attack", default=None, help="print only this attack's tables")
+    scaffold = sub.add_parser("new-plugin", help="write a plugin package skeleton whose tests run the kit")
+    scaffold.add_argument("name", help="plugin name, e.g. my-attacks (package advbench-my-attacks)")
+    scaffold.add_argument("--dir", type=Path, default=Path("."), help="where to create the package folder")
     return top
 
 
@@ -521,12 +524,21 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from advbench.scaffold import new_plugin
+
+    folder = new_plugin(args.name, args.dir)
+    print(f"wrote {folder}: pip install -e {folder} && python -m pytest {folder / 'tests'}")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "train": cmd_train,
     "plugins": cmd_plugins,
     "datasets": cmd_datasets,
     "leaderboard": cmd_leaderboard,
+    "new-plugin": cmd_new_plugin,
 }
 
 
