@@ -166,3 +166,17 @@ def test_tiny_run_ranks_the_robust_victim(session_cache: Path, tmp_path: Path) -
     white = frame[frame.setting == "whitebox"]
     assert sorted(white.source_victim) == sorted([SMALL, robust])
     assert (white.source_victim == white.target_victim).all()
+
+
+def test_train_command_caches_the_robust_victim(
+    session_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = [f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()]
+    common = ["train", "--victim", SMALL, "--cache", str(session_cache), "--device", "cpu", "--no-progress"]
+    assert main([*common, "--adv-eps", "4"]) == 2
+    assert "need --adversarial pgd" in capsys.readouterr().err
+    assert main([*common, *params, "--train-steps", "2", "--adversarial", "pgd", "--adv-eps", "4"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"{SMALL}@at4 on synthetic: ")
+    blob = read_checkpoint(Path(line.split(" checkpoint ")[-1]))
+    assert blob is not None and blob["adversarial"]["eps"] == 4.0
