@@ -125,12 +125,10 @@ def test_a_failing_plugin_fails_only_its_cell(session_cache: Path, tmp_path: Pat
 
 
 def test_train_command_and_cli_device_errors(tiny_run_args: list[str], capsys) -> None:
+    run_only = {"--out", "--detect-images"}  # flags of `run` that `train` does not take, with their values
+    values = {tiny_run_args[tiny_run_args.index(flag) + 1] for flag in run_only}
     common = tiny_run_args[tiny_run_args.index("--train-steps") :]
-    common = [
-        a
-        for a in common
-        if not a.startswith("--out") and a != tiny_run_args[tiny_run_args.index("--out") + 1]
-    ]
+    common = [a for a in common if a not in run_only and a not in values]
     assert main(["train", "--victim", "mobilenetv3_small_100", "--dataset", "synthetic", *common]) == 0
     assert "checkpoint" in capsys.readouterr().out
     if not torch.cuda.is_available():
