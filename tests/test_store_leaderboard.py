@@ -141,3 +141,54 @@ def test_transfer_rate_is_undefined_without_a_positive_white_box_drop(tmp_path: 
     )
     assert pd.isna(frame.loc["v2", "transfer_rate"]) and pd.isna(frame.loc["v1", "transfer_rate"])
     assert frame.loc["v2", "mAP_drop"] == 10.0 and frame.loc["v1", "fit_seconds"] == 0.0
+
+
+# ------------------------------------------------------------------------------ intervals
+def _with_ap(record: EvalRecord, clean_ap: list[float | None], adv_ap: list[float | None]) -> EvalRecord:
+    import dataclasses
+
+    mean = lambda v: 100 * sum(x for x in v if x is not None) / sum(x is not None for x in v)  # noqa: E731
+    clean = dataclasses.replace(record.clean, mAP=mean(clean_ap))
+    adv = dataclasses.replace(record.adv, mAP=mean(adv_ap))
+    return dataclasses.replace(record, clean=clean, adv=adv, clean_ap=clean_ap, adv_ap=adv_ap)
+
+
+def test_intervals_pair_each_row_with_its_white_box_row() -> None:
+    import numpy as np
+
+    from advbench.metrics.bootstrap import paired_intervals
+
+    rng = np.random.default_rng(0)
+    clean = [float(x) for x in rng.random(40)] + [None]  # the last query has no true match
+    white_adv = [None if c is None else c * 0.2 for c in clean]
+    other_clean = [float(x) for x in rng.random(40)] + [None]
+    other_adv = [None if c is None else c * 0.7 for c in other_clean]
+    craft, white, other = _cell("pgd", "a", {"a": 0.0, "b": 0.0})
+    white = _with_ap(white, clean, white_adv)
+    other = _with_ap(other, other_clean, other_adv)
+    frame = leaderboard.results_frame([craft, white, other]).set_index("target_victim")
+    assert (frame.loc["a", "transfer_rate_ci_low"], frame.loc["a", "transfer_rate_ci_high"]) == (1.0, 1.0)
+    as_array = lambda v: np.array([np.nan if x is None else x for x in v])  # noqa: E731
+    want = paired_intervals(
+        as_array(other_clean),
+        as_array(other_adv),
+        white_clean_ap=as_array(clean),
+        white_adv_ap=as_array(white_adv),
+        seed=craft.seed,
+    )
+    for name, (low, high) in want.items():
+        decimals = leaderboard.DECIMALS.get(f"{name}_ci_low", 2)
+        assert frame.loc["b", f"{name}_ci_low"] == round(low, decimals)
+        assert frame.loc["b", f"{name}_ci_high"] == round(high, decimals)
+    assert frame.loc["b", "mAP_drop_ci_low"] < frame.loc["b", "mAP_drop"] < frame.loc["b", "mAP_drop_ci_high"]
+
+
+def test_identical_clean_and_adversarial_ap_give_a_zero_interval_and_old_records_none(tmp_path: Path) -> None:
+    craft, white = _cell("fgsm", "a", {"a": 0.0})
+    same = [0.5, 0.25, 1.0, None, 0.75]
+    frame = leaderboard.results_frame([craft, _with_ap(white, same, same)])
+    assert (frame["mAP_drop_ci_low"].item(), frame["mAP_drop_ci_high"].item()) == (0.0, 0.0)
+    old = leaderboard.results_frame(_cell("fgsm", "a", {"a": 10.0}))  # written before per-query AP
+    assert len(old) == 1 and old.filter(like="_ci_").isna().all(axis=None)
+    leaderboard.write([craft, _with_ap(white, same, same)], tmp_path)
+    assert "± 0.00" in (tmp_path / "summary.md").read_text()
