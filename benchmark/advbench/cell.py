@@ -6,9 +6,8 @@ measured against its clean batch (SSIM, MS-SSIM, norms) and appended to a file i
 memory is bounded by the batch and a later victim can be evaluated on the stored queries without
 crafting them again. Each evaluation keeps its per-query AP (for bootstrap intervals) and, when
 undefended, the first ranks of a few queries before and after (for the image strips) and the
-Fréchet distance between clean and adversarial query features. A detection measures the queries'
-spectra and trains a spectral detector on attacked train images. :func:`compute_cell` returns
-records; only the driver writes the store.
+Fréchet distance between clean and adversarial query features. Then the cell's detection
+(:mod:`advbench.detection`). :func:`compute_cell` returns records; only the driver writes the store.
 """
 
 from __future__ import annotations
@@ -16,111 +15,30 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from advbench import attacks
-from advbench.api import AdvbenchError, Attack, FeatureBank, ImageSplit, Victim
+from advbench.api import AdvbenchError, Attack, ImageSplit
 from advbench.batching import run_batches
 from advbench.clean import CleanSet, CleanVictim, score
 from advbench.context import TaskContext
-from advbench.data.images import DiskImages
 from advbench.defences import attacked_victim, build_defence, defended_scores
+from advbench.detection import detect
 from advbench.features import extract
 from advbench.io import NpyWriter
-from advbench.metrics.detect import (
-    SpectralMeter,
-    auroc,
-    fit_logistic,
-    frechet_distance,
-    image_spectral_features,
-)
+from advbench.metrics.detect import frechet_distance
 from advbench.metrics.perceptual import PerceptualMeter
 from advbench.metrics.reid import ReidScores, top_matches
-from advbench.plan import Cell, CraftTask, DetectTask, EvalTask
-from advbench.records import CraftRecord, DetectRecord, EvalRecord, FailedRecord, Record, Scores
-from advbench.utils import seed_everything
+from advbench.plan import Cell, CraftTask, EvalTask
+from advbench.queries import adv_file, open_adv, perturb_batch
+from advbench.records import CraftRecord, EvalRecord, FailedRecord, Record, Scores
 
 EXAMPLE_QUERIES = 4  # queries whose top ranks an evaluation keeps, for the image strips
 EXAMPLE_RANKS = 5
-
-
-def adv_file(ctx: TaskContext, craft: CraftTask) -> Path:
-    """Where a craft's adversarial queries are kept (``.npy``, uint8 when quantised)."""
-    return ctx.cache / "adversarial" / craft.dataset / f"{craft.key}.npy"
-
-
-def open_adv(path: Path, query: ImageSplit) -> ImageSplit:
-    """A craft's stored queries with the labels of the clean ones: read in batches when quantised
-    (uint8), in memory otherwise (``--no-quantize`` keeps float32)."""
-    try:
-        images: DiskImages | Tensor = DiskImages.open(path)
-    except ValueError:
-        images = torch.from_numpy(np.load(path))
-    if images.shape != query.images.shape:
-        raise AdvbenchError(
-            f"stored adversarial queries {path} have shape {tuple(images.shape)}, expected {tuple(query.images.shape)}"
-        )
-    return ImageSplit(images, query.pids, query.camids)
-
-
-def check_budget(adv: Tensor, clean: Tensor, eps: float, quantized: bool, name: str) -> None:
-    """One-line error when ``adv`` leaves the L∞ ball of ``eps``/255 around ``clean``.
-
-    With 8-bit quantisation a fractional eps may round up by half a grey level.
-    """
-    slack = 0.5 / 255 if quantized and eps != int(eps) else 0.0
-    excess = float((adv - clean).abs().max()) - eps / 255.0 - slack
-    if excess > 1e-5:
-        raise AdvbenchError(f"attack {name} exceeded its L∞ budget of {eps:g}/255 by {excess * 255:.2f}/255")
-
-
-def _finish(adv: Tensor, quantize: bool) -> Tensor:
-    """Clip to [0, 1] and, by default, round to the nearest of the 256 grey levels."""
-    adv = adv.detach().clamp(0, 1)
-    return adv.mul(255).round().div(255) if quantize else adv
-
-
-def _perturb(
-    task: CraftTask,
-    attack: Attack,
-    source: Victim,
-    gallery: FeatureBank,
-    query: ImageSplit,
-    rows: slice | Tensor,
-    ctx: TaskContext,
-    seed: int,
-) -> tuple[Tensor, Tensor, float]:
-    """(clean batch, checked and finished adversarial batch, seconds spent in ``perturb``)."""
-    seed_everything(seed)
-    images = query.batch(rows, ctx.device)
-    ctx.synchronize()
-    start = time.perf_counter()
-    with ctx.autocast():
-        adv = attack.perturb(
-            source,
-            images,
-            query.pids[rows].to(ctx.device),
-            query.camids[rows].to(ctx.device),
-            gallery=gallery,
-        )
-    ctx.synchronize()
-    seconds = time.perf_counter() - start
-    name = task.attack.name
-    if adv.shape != images.shape:
-        raise AdvbenchError(
-            f"attack {name} returned images of shape {tuple(adv.shape)} for a batch of shape {tuple(images.shape)}"
-        )
-    if not torch.isfinite(adv).all():
-        raise AdvbenchError(f"attack {name} returned NaN/Inf pixels")
-    adv = _finish(adv.float(), task.quantize)
-    check_budget(adv, images, task.eps, task.quantize, name)
-    return images, adv, seconds
 
 
 def craft(
@@ -135,7 +53,7 @@ def craft(
     def step(rows: slice) -> None:
         nonlocal elapsed
         # each batch's draws depend on its rows only
-        images, adv, seconds = _perturb(
+        images, adv, seconds = perturb_batch(
             task, attack, source, gallery, query, rows, ctx, task.seed + rows.start
         )
         meter.update(images, adv)
@@ -253,57 +171,6 @@ def evaluate(
         clean_ap=_ap_list(clean_scores),
         adv_ap=_ap_list(adv_scores),
         **extra,
-    )
-
-
-def detect(
-    task: DetectTask,
-    craft_task: CraftTask,
-    attack: Attack,
-    clean: CleanSet,
-    train: ImageSplit,
-    ctx: TaskContext,
-) -> DetectRecord:
-    """Spectral distance and high-frequency share of the stored queries, and the AUROC on them of a
-    logistic detector of spectral features trained on ``task.n_train`` clean and attacked train images."""
-    adv = open_adv(adv_file(ctx, craft_task), clean.query)
-    meter, q_clean, q_adv = SpectralMeter(), [], []
-
-    def spectra(rows: slice) -> None:
-        c, a = clean.query.batch(rows), adv.batch(rows)
-        meter.update(c, a)
-        q_clean.append(image_spectral_features(c))
-        q_adv.append(image_spectral_features(a))
-
-    run_batches(len(adv), craft_task.batch_size, spectra)
-    n = min(task.n_train, len(train))
-    picks = torch.linspace(0, len(train) - 1, n).round().long()
-    source = attacked_victim(ctx.victim(craft_task.source), craft_task.defence, ctx, craft_task.seed)
-    gallery = clean.victims[craft_task.source.name].gallery
-    t_clean, t_adv = [], []
-
-    def attack_train(rows: slice) -> None:
-        index = picks[rows]
-        images, adv_images, _ = _perturb(
-            craft_task, attack, source, gallery, train, index, ctx, task.seed + rows.start
-        )
-        t_clean.append(image_spectral_features(images.cpu()))
-        t_adv.append(image_spectral_features(adv_images.cpu()))
-
-    run_batches(n, craft_task.batch_size, attack_train)
-    x = torch.cat([*t_clean, *t_adv])
-    y = torch.cat([torch.zeros(n), torch.ones(n)])
-    detector = fit_logistic(x, y)
-    xq = torch.cat([*q_clean, *q_adv])
-    yq = torch.cat([torch.zeros(len(adv)), torch.ones(len(adv))])
-    report = meter.report()
-    return DetectRecord(
-        key=task.key,
-        craft_key=task.craft_key,
-        spectral_distance=float(report.spectral_distance),
-        hf_share=float(report.hf_share),
-        detector_auroc=float(auroc(detector(xq), yq)),
-        n_train=n,
     )
 
 

@@ -16,6 +16,7 @@ from advbench.io import verified
 from advbench.leaderboard import StripSource
 from advbench.plots import StripExample
 from advbench.plugins import Registry
+from advbench.queries import open_adv
 from advbench.records import CraftRecord, EvalRecord
 
 
@@ -26,8 +27,6 @@ def _hwc(image: Tensor) -> np.ndarray:
 def strip_source(config: RunConfig, registry: Registry) -> StripSource:
     """Strip pixels for crafts of ``config``'s datasets, read from the data and the cache; None for
     a craft whose stored queries are gone or were made from other images (other dataset params)."""
-    from advbench.cell import open_adv
-
     catalog = DatasetCatalog(config, registry)
     datasets = set(registry.select("dataset", config.datasets))
 

@@ -1,0 +1,94 @@
+"""Adversarial queries, batch by batch: where they are kept, and one batch perturbed and checked.
+
+Every batch an attack returns is checked (shape, NaN/Inf), clipped to [0, 1], quantised to 8 bits
+unless ``--no-quantize``, and checked against the L∞ budget, whether it becomes stored queries
+(:mod:`advbench.cell`) or the attacked train images of a detection (:mod:`advbench.detection`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from advbench.api import AdvbenchError, Attack, FeatureBank, ImageSplit, Victim
+from advbench.context import TaskContext
+from advbench.data.images import DiskImages
+from advbench.plan import CraftTask
+from advbench.utils import seed_everything
+
+
+def adv_file(ctx: TaskContext, craft: CraftTask) -> Path:
+    """Where a craft's adversarial queries are kept (``.npy``, uint8 when quantised)."""
+    return ctx.cache / "adversarial" / craft.dataset / f"{craft.key}.npy"
+
+
+def open_adv(path: Path, query: ImageSplit) -> ImageSplit:
+    """A craft's stored queries with the labels of the clean ones: read in batches when quantised
+    (uint8), in memory otherwise (``--no-quantize`` keeps float32)."""
+    try:
+        images: DiskImages | Tensor = DiskImages.open(path)
+    except ValueError:
+        images = torch.from_numpy(np.load(path))
+    if images.shape != query.images.shape:
+        raise AdvbenchError(
+            f"stored adversarial queries {path} have shape {tuple(images.shape)}, expected {tuple(query.images.shape)}"
+        )
+    return ImageSplit(images, query.pids, query.camids)
+
+
+def check_budget(adv: Tensor, clean: Tensor, eps: float, quantized: bool, name: str) -> None:
+    """One-line error when ``adv`` leaves the L∞ ball of ``eps``/255 around ``clean``.
+
+    With 8-bit quantisation a fractional eps may round up by half a grey level.
+    """
+    slack = 0.5 / 255 if quantized and eps != int(eps) else 0.0
+    excess = float((adv - clean).abs().max()) - eps / 255.0 - slack
+    if excess > 1e-5:
+        raise AdvbenchError(f"attack {name} exceeded its L∞ budget of {eps:g}/255 by {excess * 255:.2f}/255")
+
+
+def finish(adv: Tensor, quantize: bool) -> Tensor:
+    """Clip to [0, 1] and, by default, round to the nearest of the 256 grey levels."""
+    adv = adv.detach().clamp(0, 1)
+    return adv.mul(255).round().div(255) if quantize else adv
+
+
+def perturb_batch(
+    task: CraftTask,
+    attack: Attack,
+    source: Victim,
+    gallery: FeatureBank,
+    query: ImageSplit,
+    rows: slice | Tensor,
+    ctx: TaskContext,
+    seed: int,
+) -> tuple[Tensor, Tensor, float]:
+    """(clean batch, checked and finished adversarial batch, seconds spent in ``perturb``)."""
+    seed_everything(seed)
+    images = query.batch(rows, ctx.device)
+    ctx.synchronize()
+    start = time.perf_counter()
+    with ctx.autocast():
+        adv = attack.perturb(
+            source,
+            images,
+            query.pids[rows].to(ctx.device),
+            query.camids[rows].to(ctx.device),
+            gallery=gallery,
+        )
+    ctx.synchronize()
+    seconds = time.perf_counter() - start
+    name = task.attack.name
+    if adv.shape != images.shape:
+        raise AdvbenchError(
+            f"attack {name} returned images of shape {tuple(adv.shape)} for a batch of shape {tuple(images.shape)}"
+        )
+    if not torch.isfinite(adv).all():
+        raise AdvbenchError(f"attack {name} returned NaN/Inf pixels")
+    adv = finish(adv.float(), task.quantize)
+    check_budget(adv, images, task.eps, task.quantize, name)
+    return images, adv, seconds
