@@ -457,3 +457,58 @@ def test_default_attacks_are_the_built_ins_that_opt_in() -> None:
     registry = build_registry(discover([("third-party", _Plugin())]))
     assert registry.select("attack", "default") == DEFAULT_ATTACKS
     assert "shift" in registry.select("attack", "all")
+
+
+# ------------------------------------------------------------------------------ defences
+@pytest.mark.parametrize("name", _builtins("defence"))
+def test_builtin_defences_pass(name: str) -> None:
+    from advbench.testing import check_defence
+
+    check_defence(_spec("defence", name), params={"draws": 2} if name == "resize-pad" else None)
+
+
+def _defence(build, name: str = "broken"):
+    from advbench.api import DefenceSpec
+
+    return DefenceSpec(name=name, description="a defence that breaks a rule", build=build)
+
+
+def _input_defence(call, **flags):
+    from advbench.api import InputDefence
+
+    cls = type(
+        "Broken", (InputDefence,), {"__call__": lambda self, x, generator=None: call(x, generator), **flags}
+    )
+    return lambda: cls()
+
+
+def _ranking_defence(rerank):
+    from advbench.api import RankingDefence
+
+    cls = type("BrokenRanking", (RankingDefence,), {"rerank": lambda self, a, b, c: rerank(a, b, c)})
+    return lambda: cls()
+
+
+@pytest.mark.parametrize(
+    "build, fragments",
+    [
+        (_input_defence(lambda x, g: x[:, :, ::2]), ["shape", "[2, 3, 16, 16]"]),
+        (_input_defence(lambda x, g: x * 2), ["[0, 1]"]),
+        (_input_defence(lambda x, g: x.clamp_(0.2, 0.8)), ["in place"]),
+        (_input_defence(lambda x, g: (x + 0.1 * torch.rand(x.shape)).clamp(0, 1)), ["same generator seed"]),
+        (_input_defence(lambda x, g: x.detach().round()), ["differentiable=True", "BPDA"]),
+        (_input_defence(lambda x, g: x, draws=0), ["draws must be >= 1"]),
+        (_ranking_defence(lambda q_g, q_q, g_g: q_q), ["[Q, G]", "[8, 8]"]),
+        (_ranking_defence(lambda q_g, q_q, g_g: q_g / 0 - q_g / 0), ["finite"]),
+        (lambda: object(), ["InputDefence or a RankingDefence", "object"]),
+    ],
+)
+def test_defence_rules_fail_a_defence_that_breaks_them(build, fragments: list[str]) -> None:
+    from advbench.testing import check_defence
+
+    with pytest.raises(ConformanceError) as caught:
+        check_defence(_defence(build))
+    message = str(caught.value)
+    assert "defence 'broken'" in message
+    for fragment in fragments:
+        assert fragment in message, message
