@@ -17,7 +17,7 @@ from advbench.cli import main
 from advbench.config import RunConfig
 from advbench.data.catalog import DatasetCatalog
 from advbench.plugins import get_registry
-from advbench.records import EvalRecord, RunSummary, Scores
+from advbench.records import DetectRecord, EvalRecord, RunSummary, Scores
 from advbench.runner import make_plan
 from advbench.store import ResultStore
 from advbench.validate import validate
@@ -238,16 +238,18 @@ def test_dry_run_prints_the_plan_and_computes_nothing(
         device="cpu",
         train_steps=6,
         dataset_params={"synthetic": TINY_SYNTHETIC},
+        detect_images=8,  # as tiny_cli
     )
     plan = make_plan(config, get_registry(), DatasetCatalog(config, get_registry()), RunSummary())
     fgsm = [c for c in plan.cells if c.craft.attack.name == "fgsm"]
     store = ResultStore(tmp_path / "lb" / ".store")
     for ev in (*fgsm[0].evals, fgsm[1].evals[0]):
         store.put(_eval(ev.key))
+    store.put(DetectRecord(fgsm[0].detect.key, fgsm[0].craft.key, 0.1, 0.5, 0.9, 64))
     assert main(args) == 0
     out = capsys.readouterr().out.splitlines()
     assert f"done   {fgsm[0].craft.label}" in out
-    assert f"to do  {fgsm[1].craft.label}: craft, 1 evaluation(s)" in out
+    assert f"to do  {fgsm[1].craft.label}: craft, 1 evaluation(s), detection" in out
     assert out[-1] == "dry run: 4 cells, 1 done, 3 to do; 2 victim(s) to train, 2 fit(s); nothing computed"
     assert not (tmp_path / "cache" / "victims").exists() and not (tmp_path / "cache" / "images").exists()
-    assert len(list(store.root.glob("*.json"))) == 3  # the dry run wrote nothing
+    assert len(list(store.root.glob("*.json"))) == 4  # the dry run wrote nothing

@@ -376,10 +376,12 @@ def _dry_run(config: RunConfig, registry: Registry) -> int:
         rest = left.get(cell.craft.key)
         if rest is None:
             print(f"done   {cell.craft.label}")
-        elif rest.crafted:
-            print(f"to do  {cell.craft.label}: {len(rest.evals)} evaluation(s) of stored queries")
-        else:
-            print(f"to do  {cell.craft.label}: craft, {len(rest.evals)} evaluation(s)")
+            continue
+        work = [] if rest.crafted else ["craft"]
+        work += [f"{len(rest.evals)} evaluation(s)"] if rest.evals else []
+        work += ["detection"] if rest.detect is not None else []
+        stored = " of stored queries" if rest.crafted else ""
+        print(f"to do  {cell.craft.label}: {', '.join(work)}{stored}")
     for label, message in summary.failed:
         print(f"unavailable  {label}: {message}")
     print(
