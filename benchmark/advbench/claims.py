@@ -39,7 +39,8 @@ class Claims:
         refresh: Callable[[T], T | None],
     ) -> Iterator[tuple[T, Any]]:
         """Yield ``(item, outcome)`` for the items this run claims, each claim held while ``work``
-        computes it. Every item is ``refresh``-ed once its claim is held (None: another run did it,
+        computes it and until the caller asks for the next item (so its outcome is stored before
+        another run may look). Every item is ``refresh``-ed once its claim is held (None: another run did it,
         skipped with a note); an item another run holds is waited for first."""
         free, busy, locks = [], [], {}
         for item in items:
@@ -58,8 +59,10 @@ class Claims:
             free.append(fresh)
         try:
             for i, outcome in work(free):
-                locks.pop(free[i]).release()
-                yield free[i], outcome
+                try:
+                    yield free[i], outcome  # the caller stores the outcome before the claim is let go
+                finally:
+                    locks.pop(free[i]).release()
         finally:
             for lock in locks.values():
                 lock.release()
