@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_cli
+from conftest import TINY_VICTIMS, tiny_cli
 
 from advbench.cli import main
 from advbench.config import RunConfig
@@ -76,7 +76,9 @@ def defended_run(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     cache = Path(os.environ.get("ADVBENCH_CACHE", root / "cache"))
     args = tiny_cli(cache, root / "out", "--attacks", "pgd", "--eps", "8", "--defences", "none,jpeg,rerank")
     assert main(args) == 0
-    return pd.read_csv(root / "out" / "results.csv")
+    frame = pd.read_csv(root / "out" / "results.csv")
+    frame.attrs["out"] = root / "out"
+    return frame
 
 
 def test_defended_run_rows(session_cache: Path, defended_run: pd.DataFrame) -> None:
@@ -101,6 +103,20 @@ def test_defended_run_rows(session_cache: Path, defended_run: pd.DataFrame) -> N
     pd.testing.assert_series_equal(
         jpeg["adaptive"].sort_index(), jpeg["transfer-to-defended"].sort_index(), check_names=False
     )
+
+
+def test_plots_and_image_strips_are_written_and_linked(defended_run: pd.DataFrame) -> None:
+    out = defended_run.attrs["out"]
+    strips = sorted(p.name for p in (out / "plots").glob("strip_*.jpg"))
+    # one strip per undefended craft (attack x source), none for adaptive crafts
+    assert strips == [
+        f"strip_synthetic_pgd_eps8_{v.replace('_', '-').replace(':', '-')}.jpg"
+        for v in sorted(TINY_VICTIMS.split(","))
+    ]
+    summary = (out / "summary.md").read_text()
+    assert all(f"(plots/{name})" in summary for name in strips)
+    assert "(plots/transfer_synthetic_pgd_eps8.png)" in summary and "## Defences" in summary
+    assert "±" in summary
 
 
 def test_adaptive_pgd_through_jpeg_drops_at_least_the_non_adaptive(defended_run: pd.DataFrame) -> None:

@@ -284,7 +284,7 @@ def write(records: Iterable[Record], out: Path, strips: StripSource | None = Non
     if strips is not None:
         figures += write_strips(records, out / "plots", strips)
     else:
-        figures += sorted((out / "plots").glob("strip_*.png"))
+        figures += sorted((out / "plots").glob("strip_*.jpg"))
     files["summary.md"] = summary_markdown(frame, whitebox, transfers, [f.relative_to(out) for f in figures])
     for name, text in files.items():
         atomic_write_text(out / name, text)
@@ -295,7 +295,7 @@ def write(records: Iterable[Record], out: Path, strips: StripSource | None = Non
 
 
 def strip_name(craft: CraftRecord) -> str:
-    return f"strip_{_slug(craft.dataset)}_{_slug(craft.attack)}_eps{craft.eps:g}_{_slug(craft.source_victim)}.png"
+    return f"strip_{_slug(craft.dataset)}_{_slug(craft.attack)}_eps{craft.eps:g}_{_slug(craft.source_victim)}.jpg"
 
 
 def write_strips(records: list[Record], folder: Path, strips: StripSource) -> list[Path]:
@@ -315,7 +315,7 @@ def write_strips(records: list[Record], folder: Path, strips: StripSource) -> li
         if examples:
             title = f"{craft.dataset} / {craft.attack} eps {craft.eps:g} / white-box on {craft.source_victim}"
             written.append(image_strip(examples, folder / strip_name(craft), title=title))
-    for stale in folder.glob("strip_*.png"):
+    for stale in folder.glob("strip_*.jpg"):
         if stale not in written:
             stale.unlink()
     return sorted(written)

@@ -20,15 +20,18 @@ from matplotlib.patches import Rectangle
 from advbench.api import AdvbenchError
 
 DPI = 150
+STRIP_DPI = 100  # each image at about twice its pixel size
 FONT = 10
 MATCH, MISMATCH = "#1a9850", "#d73027"  # green: same identity as the query, red: another one
 TRANSFER_UNIT = "adversarial mAP (%)"  # what leaderboard.transfer_tables' cells hold
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path, dpi: int = DPI) -> Path:
+    """PNG, or JPEG (quality 85) for a ``.jpg`` path: photos with amplified noise do not compress as PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    jpeg = {"pil_kwargs": {"quality": 85}} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", **jpeg)
     return path
 
 
@@ -209,8 +212,9 @@ def strip_figure(examples: Sequence[StripExample], *, title: str, k: int = 5) ->
 
 def image_strip(examples: list[StripExample], path: Path, *, title: str) -> Path:
     """Write one row per query: clean | amplified perturbation | adversarial | top-5 gallery before
-    the attack | top-5 after, gallery images framed green (same identity) or red (another)."""
-    return _save(strip_figure(examples, title=title), path)
+    the attack | top-5 after, gallery images framed green (same identity) or red (another).
+    ``path`` may end in ``.jpg`` (what the leaderboard writes: a quarter of the PNG's size)."""
+    return _save(strip_figure(examples, title=title), path, dpi=STRIP_DPI)
 
 
 def plot_names(frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
