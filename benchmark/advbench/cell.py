@@ -150,9 +150,12 @@ def evaluate(
         }
     else:
         common = dict(protocol=task.protocol, seed=task.seed, batch_size=batch_size)
-        clean_scores, _ = defended_scores(
-            defence, model, clean.query, target.query_features, target, clean.query, ctx, **common
-        )
+        known = (task.defence, task.protocol, task.seed)
+        if known not in target.defended:
+            target.defended[known], _ = defended_scores(
+                defence, model, clean.query, target.query_features, target, clean.query, ctx, **common
+            )
+        clean_scores = target.defended[known]
         adv_scores, _ = defended_scores(defence, model, adv, feats, target, clean.query, ctx, **common)
     return EvalRecord(
         key=task.key,

@@ -35,6 +35,9 @@ class CleanVictim:
     index: GalleryIndex
     query_features: Tensor
     scores: ReidScores
+    defended: dict[tuple, ReidScores] = field(default_factory=dict, repr=False)
+    """Clean scores through each defence, filled by the first evaluation that needs them (every
+    attack's evaluation through that defence shares them within a process)."""
 
     @property
     def gallery(self) -> FeatureBank:
