@@ -16,7 +16,7 @@ from advbench.api import AdvbenchError, Attack, AttackSpec
 from advbench.cli import main
 from advbench.config import RunConfig
 from advbench.data.catalog import DatasetCatalog
-from advbench.plugins import build_registry, discover
+from advbench.plugins import build_registry, discover, get_registry
 from advbench.runner import RunSummary, make_plan, run
 from advbench.store import ResultStore
 
@@ -332,3 +332,12 @@ def test_fits_run_once_as_planned_steps_and_cells_reload_them(session_cache: Pat
     cols = ["adv_mAP", "ssim", "l2"]
     first = leaderboard.results_frame(summary.records)[cols]
     pd.testing.assert_frame_equal(first, leaderboard.results_frame(again.records)[cols])
+
+
+def test_a_local_run_gives_back_the_thread_count_it_pinned(session_cache: Path, tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    pinned = 1 if before != 1 else 2
+    config = _tiny_config(session_cache, tmp_path / "out", attacks="fgsm", threads=pinned, detect_images=0)
+    summary = run(config, get_registry())
+    assert summary.done == 2 and not summary.failed
+    assert torch.get_num_threads() == before

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import torch
+
 from advbench.backends import Backend, Task, TaskFailed, failure_message
 from advbench.context import TaskContext, WorkerEnv
 from advbench.plugins import Registry
@@ -14,7 +16,11 @@ class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, env: WorkerEnv, registry: Registry | None = None) -> None:
+        self._threads = torch.get_num_threads()  # the context pins --threads; close() gives them back
         self.ctx = TaskContext(env, registry)
+
+    def close(self) -> None:
+        torch.set_num_threads(self._threads)
 
     def map(
         self, fn: Task, calls: Sequence[tuple[Any, ...]], *, gpu: bool = True
