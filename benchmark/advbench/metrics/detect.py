@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from advbench.api import AdvbenchError
+from advbench.metrics.perceptual import batch_size_after, check_pair
 
 __all__ = [
     "POWER_FLOOR",
@@ -63,12 +64,8 @@ def _check_images(name: str, images: Tensor) -> None:
 
 
 def _check_pair(clean: Tensor, adv: Tensor) -> None:
-    _check_images("clean images", clean)
-    _check_images("adversarial images", adv)
-    if clean.shape != adv.shape:
-        raise AdvbenchError(
-            f"clean and adversarial images differ in shape: {tuple(clean.shape)} vs {tuple(adv.shape)}"
-        )
+    check_pair(clean, adv)
+    _check_images("images", clean)  # and large enough to have a spectrum
 
 
 def _normalised_radius(h: int, w: int, device: torch.device) -> Tensor:
@@ -173,9 +170,7 @@ class SpectralMeter:
     def update(self, clean: Tensor, adv: Tensor) -> None:
         """Add a batch of float ``[n, C, H, W]`` pairs (all of one size); a failing batch changes nothing."""
         _check_pair(clean, adv)
-        size = (int(clean.shape[-2]), int(clean.shape[-1]))
-        if self.size is not None and size != self.size:
-            raise AdvbenchError(f"images of size {size[0]}x{size[1]} after {self.size[0]}x{self.size[1]}")
+        size = batch_size_after(clean, self.size)
         if clean.shape[0] == 0:
             return
         c = image_spectral_features(clean).sum(0).cpu()

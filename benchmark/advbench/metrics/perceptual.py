@@ -49,7 +49,8 @@ _MAX_WIN = 11
 _MIN_MS_WIN = 3
 
 
-def _check_pair(clean: Tensor, adv: Tensor) -> None:
+def check_pair(clean: Tensor, adv: Tensor) -> None:
+    """One-line errors for clean/adversarial batches that are not float ``[N, C, H, W]`` of one shape."""
     if clean.shape != adv.shape:
         raise AdvbenchError(
             f"clean and adversarial images differ in shape: {tuple(clean.shape)} vs {tuple(adv.shape)}"
@@ -61,7 +62,7 @@ def _check_pair(clean: Tensor, adv: Tensor) -> None:
 
 
 def _flat_diff(clean: Tensor, adv: Tensor) -> Tensor:
-    _check_pair(clean, adv)
+    check_pair(clean, adv)
     return (adv.to(torch.float64) - clean.to(torch.float64)).flatten(1)
 
 
@@ -77,7 +78,7 @@ def l2(clean: Tensor, adv: Tensor) -> Tensor:
 
 def l0(clean: Tensor, adv: Tensor, atol: float = 0.0) -> Tensor:
     """Per-image fraction of pixel locations where any channel changed by more than ``atol``."""
-    _check_pair(clean, adv)
+    check_pair(clean, adv)
     changed = ((adv.to(torch.float64) - clean.to(torch.float64)).abs() > atol).any(1)
     return changed.flatten(1).to(torch.float64).mean(1)
 
@@ -93,7 +94,7 @@ def ssim_win_size(h: int, w: int) -> int:
 
 def ssim(clean: Tensor, adv: Tensor) -> Tensor:
     """Per-image SSIM (data_range 1, mean over channels), window from :func:`ssim_win_size`."""
-    _check_pair(clean, adv)
+    check_pair(clean, adv)
     win = ssim_win_size(clean.shape[-2], clean.shape[-1])
     x, y = clean.to(torch.float32), adv.to(torch.float32)
     return pytorch_msssim.ssim(x, y, data_range=1.0, size_average=False, win_size=win).to(torch.float64)
@@ -149,7 +150,7 @@ def ms_ssim_setting(h: int, w: int) -> MsSsimSetting | None:
 
 def ms_ssim(clean: Tensor, adv: Tensor, setting: MsSsimSetting | None = None) -> Tensor:
     """Per-image MS-SSIM (data_range 1); NaN for every image when the size admits no setting."""
-    _check_pair(clean, adv)
+    check_pair(clean, adv)
     if setting is None:
         setting = ms_ssim_setting(clean.shape[-2], clean.shape[-1])
     if setting is None:
@@ -177,6 +178,14 @@ class PerceptualReport:
     l0: float
     ms_ssim_setting: str
     num_images: int
+
+
+def batch_size_after(images: Tensor, seen: tuple[int, int] | None) -> tuple[int, int]:
+    """(H, W) of a meter's batch, which must be that of the batches ``seen`` before it."""
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    if seen is not None and size != seen:
+        raise AdvbenchError(f"images of size {size[0]}x{size[1]} after {seen[0]}x{seen[1]}")
+    return size
 
 
 def _check_range(name: str, t: Tensor) -> None:
@@ -207,10 +216,8 @@ class PerceptualMeter:
 
         A batch that fails a check leaves the meter unchanged.
         """
-        _check_pair(clean, adv)
-        size = (int(clean.shape[-2]), int(clean.shape[-1]))
-        if self.size is not None and size != self.size:
-            raise AdvbenchError(f"images of size {size[0]}x{size[1]} after {self.size[0]}x{self.size[1]}")
+        check_pair(clean, adv)
+        size = batch_size_after(clean, self.size)
         if clean.shape[0] == 0:
             return
         _check_range("clean", clean)
@@ -253,7 +260,7 @@ def perceptual_report(clean: Tensor, adv: Tensor, batch_size: int = 64) -> Perce
     Both are float ``[N, 3, H, W]`` in [0, 1] (a tolerance of 1e-6 is allowed outside); a
     :class:`PerceptualMeter` fed with consecutive batches.
     """
-    _check_pair(clean, adv)
+    check_pair(clean, adv)
     if clean.shape[0] == 0:
         raise AdvbenchError("no images to compare")
     if batch_size < 1:
