@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_records import CLEAN, cell_records, craft_record
 
 from advbench import leaderboard, merge
 from advbench.api import AdvbenchError
 from advbench.cli import main
-from advbench.records import CraftRecord, EvalRecord, FailedRecord, Record, Scores
+from advbench.records import CraftRecord, EvalRecord, FailedRecord, Record
 from advbench.store import ResultStore
 
 VICTIMS = ("v1", "v2")
@@ -23,45 +24,21 @@ def _records(machine: str, attacks: tuple[str, ...] = ("fgsm", "pgd"), eps: floa
     records: list[Record] = []
     for a, attack in enumerate(attacks):
         for s, source in enumerate(VICTIMS):
-            craft = CraftRecord(
-                key=f"{attack}-{source}-{eps:g}",
-                dataset="synthetic",
-                fit_dataset="synthetic",
-                attack=attack,
-                attack_params={"steps": 10},
-                eps=eps,
-                source_victim=source,
+            craft = craft_record(
+                attack,
+                source,
+                eps,
                 source_checkpoint=f"/{machine}/ckpt/{source}.pt",
-                source_weights_id="w",
                 perceptual={"ssim": 0.8, "ms_ssim": float("nan"), "linf": eps, "l2": 1.0, "l0": 0.9},
                 sec_per_image=0.01 if machine == "a" else 0.5,
-                fit_seconds=0.0,
                 n_query=8,
-                input_size=(32, 16),
-                seed=0,
-                quantized=True,
                 batch_size=64 if machine == "a" else 8,
                 adv_file=f"/{machine}/adv/{attack}-{source}.npy",
                 provenance={"host": machine, "device": "cpu" if machine == "a" else "cuda"},
             )
-            clean = Scores(mAP=60.0 + s, rank1=70.0, rank5=80.0, rank10=90.0, mINP=20.0)
-            records.append(craft)
-            for target in VICTIMS:
-                adv = 40.0 - 10 * a - (20.0 if target == source else 0.0)
-                records.append(
-                    EvalRecord(
-                        key=f"{craft.key}-{target}",
-                        craft_key=craft.key,
-                        dataset="synthetic",
-                        target_victim=target,
-                        target_weights_id="t",
-                        protocol="market",
-                        n_gallery=40,
-                        clean=clean,
-                        adv=Scores(mAP=adv, rank1=adv, rank5=adv, rank10=adv, mINP=1.0),
-                        provenance={"host": machine},
-                    )
-                )
+            clean = dataclasses.replace(CLEAN, mAP=60.0 + s)
+            adv = {t: 40.0 - 10 * a - (20.0 if t == source else 0.0) for t in VICTIMS}
+            records += cell_records(craft, adv, clean=clean, n_gallery=40, provenance={"host": machine})
     return records
 
 

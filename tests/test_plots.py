@@ -7,55 +7,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fake_records import cell_records, craft_record
 from matplotlib.colors import to_rgba
 from PIL import Image
 
 from advbench import leaderboard, plots
 from advbench.api import AdvbenchError
-from advbench.records import CraftRecord, EvalRecord, Record, Scores
+from advbench.records import Record
 
 VICTIMS = ("v1", "v2", "v3")
 
 
 def _cell(attack: str, source: str, eps: float, adv: dict[str, float]) -> list[Record]:
-    craft = CraftRecord(
-        key=f"{attack}-{source}-{eps:g}",
-        dataset="synthetic",
-        fit_dataset="synthetic",
-        attack=attack,
+    craft = craft_record(
+        attack,
+        source,
+        eps,
         attack_params={},
-        eps=eps,
-        source_victim=source,
         source_checkpoint="ckpt",
-        source_weights_id="w",
         perceptual={"ssim": 0.9, "ms_ssim": 0.9, "linf": eps, "l2": 1.0, "l0": 0.9},
-        sec_per_image=0.01,
-        fit_seconds=0.0,
         n_query=8,
-        input_size=(32, 16),
-        seed=0,
-        quantized=True,
         batch_size=8,
         adv_file="adv.npy",
+        provenance={},
     )
-    clean = Scores(mAP=60.0, rank1=70.0, rank5=80.0, rank10=90.0, mINP=20.0)
-    return [
-        craft,
-        *(
-            EvalRecord(
-                key=f"{craft.key}-{target}",
-                craft_key=craft.key,
-                dataset="synthetic",
-                target_victim=target,
-                target_weights_id="t",
-                protocol="market",
-                n_gallery=40,
-                clean=clean,
-                adv=Scores(mAP=mAP, rank1=mAP, rank5=mAP, rank10=mAP, mINP=1.0),
-            )
-            for target, mAP in adv.items()
-        ),
-    ]
+    return cell_records(craft, adv, n_gallery=40)
 
 
 def _frame(attacks: tuple[str, ...] = ("fgsm", "pgd"), eps: tuple[float, ...] = (4.0, 16.0)) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from fake_records import cell_records, craft_record
 
 from advbench import leaderboard
 from advbench.records import (
@@ -14,7 +15,6 @@ from advbench.records import (
     FailedRecord,
     FitRecord,
     Record,
-    Scores,
     from_json,
     to_json,
 )
@@ -22,54 +22,11 @@ from advbench.store import ResultStore
 
 
 def _craft(attack: str, source: str, eps: float = 16.0) -> CraftRecord:
-    return CraftRecord(
-        key=f"{attack}-{source}-{eps:g}",
-        dataset="synthetic",
-        fit_dataset="synthetic",
-        attack=attack,
-        attack_params={"steps": 10},
-        eps=eps,
-        source_victim=source,
-        source_checkpoint="/ckpt",
-        source_weights_id="w",
-        perceptual={
-            "ssim": 0.712345,
-            "ms_ssim": 0.9,
-            "ms_ssim_setting": "win3",
-            "linf": 16.0,
-            "l2": 3.2,
-            "l0": 0.99,
-        },
-        sec_per_image=0.01,
-        fit_seconds=0.0,
-        n_query=10,
-        input_size=(32, 16),
-        seed=0,
-        quantized=True,
-        batch_size=64,
-        adv_file="/adv.npy",
-        provenance={"advbench_version": "0", "device": "cpu"},
-    )
+    return craft_record(attack, source, eps)
 
 
 def _cell(attack: str, source: str, targets: dict[str, float], eps: float = 16.0) -> list[Record]:
-    craft = _craft(attack, source, eps)
-    clean = Scores(mAP=60.0, rank1=70.0, rank5=80.0, rank10=90.0, mINP=20.0)
-    evals = [
-        EvalRecord(
-            key=f"{craft.key}-{target}",
-            craft_key=craft.key,
-            dataset="synthetic",
-            target_victim=target,
-            target_weights_id="t",
-            protocol="market",
-            n_gallery=50,
-            clean=clean,
-            adv=Scores(mAP=adv, rank1=adv, rank5=adv, rank10=adv, mINP=1.0),
-        )
-        for target, adv in targets.items()
-    ]
-    return [craft, *evals]
+    return cell_records(_craft(attack, source, eps), targets)
 
 
 def test_records_roundtrip_through_json() -> None:
