@@ -214,7 +214,7 @@ def results_frame(records: Iterable[Record]) -> pd.DataFrame:
     return frame
 
 
-def _attack_label(frame: pd.DataFrame) -> pd.Series:
+def attack_label(frame: pd.DataFrame) -> pd.Series:
     """``attack`` plus its parameters when one attack appears with several parameter sets."""
     n_params = frame.groupby("attack")["attack_params"].transform("nunique")
     return frame["attack"].where(n_params <= 1, frame["attack"] + " " + frame["attack_params"])
@@ -228,7 +228,7 @@ def undefended(frame: pd.DataFrame) -> pd.DataFrame:
 def whitebox_table(frame: pd.DataFrame) -> pd.DataFrame:
     """(dataset, attack, eps) x victim: white-box mAP drop in points, undefended."""
     white = undefended(frame)
-    white = white[white["setting"] == "whitebox"].assign(attack=_attack_label)
+    white = white[white["setting"] == "whitebox"].assign(attack=attack_label)
     table = white.pivot_table(
         index=["dataset", "attack", "eps"],
         columns="source_victim",
@@ -243,7 +243,7 @@ def whitebox_table(frame: pd.DataFrame) -> pd.DataFrame:
 def transfer_tables(frame: pd.DataFrame) -> dict[tuple[str, str, float], pd.DataFrame]:
     """One source x target matrix of adversarial mAP per (dataset, attack, eps), undefended."""
     out = {}
-    labelled = undefended(frame).assign(attack=_attack_label)
+    labelled = undefended(frame).assign(attack=attack_label)
     for (dataset, attack, eps), group in labelled.groupby(["dataset", "attack", "eps"], sort=True):
         table = group.pivot_table(
             index="source_victim", columns="target_victim", values="adv_mAP", aggfunc="first", sort=True
@@ -254,7 +254,8 @@ def transfer_tables(frame: pd.DataFrame) -> dict[tuple[str, str, float], pd.Data
     return out
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """``text`` as a file-name part: letters, digits and dots, other runs as one ``-``."""
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
@@ -279,7 +280,7 @@ def write(records: Iterable[Record], out: Path, strips: StripSource | None = Non
     transfers = transfer_tables(frame)
     files = {"results.csv": frame.to_csv(index=False), "whitebox.csv": whitebox.to_csv(index=False)}
     for (dataset, attack, eps), table in transfers.items():
-        files[f"transfer_{_slug(dataset)}_{_slug(attack)}_eps{eps:g}.csv"] = table.to_csv()
+        files[f"transfer_{slug(dataset)}_{slug(attack)}_eps{eps:g}.csv"] = table.to_csv()
     figures = plots.write_plots(undefended(frame), out)
     if strips is not None:
         figures += write_strips(records, out / "plots", strips)
@@ -295,7 +296,9 @@ def write(records: Iterable[Record], out: Path, strips: StripSource | None = Non
 
 
 def strip_name(craft: CraftRecord) -> str:
-    return f"strip_{_slug(craft.dataset)}_{_slug(craft.attack)}_eps{craft.eps:g}_{_slug(craft.source_victim)}.jpg"
+    return (
+        f"strip_{slug(craft.dataset)}_{slug(craft.attack)}_eps{craft.eps:g}_{slug(craft.source_victim)}.jpg"
+    )
 
 
 def write_strips(records: list[Record], folder: Path, strips: StripSource) -> list[Path]:

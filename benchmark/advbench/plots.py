@@ -83,9 +83,9 @@ def transfer_heatmap(table: pd.DataFrame, path: Path, *, title: str, unit: str =
 def eps_figure(frame: pd.DataFrame, *, dataset: str) -> Figure:
     """White-box adversarial mAP against eps, one line per (attack, source victim); each victim's
     clean mAP is a dashed line of the same colour."""
-    from advbench.leaderboard import _attack_label
+    from advbench.leaderboard import attack_label
 
-    labelled = frame.assign(attack=_attack_label(frame))  # labels as the transfer tables give them
+    labelled = frame.assign(attack=attack_label(frame))  # labels as the transfer tables give them
     white = labelled[(labelled["setting"] == "whitebox") & (labelled["dataset"] == dataset)]
     if white.empty:
         raise AdvbenchError(f"no white-box row for dataset {dataset!r}; plot a dataset the frame holds")
@@ -219,11 +219,11 @@ def image_strip(examples: list[StripExample], path: Path, *, title: str) -> Path
 
 def plot_names(frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     """File name -> what it shows, for every plot :func:`write_plots` makes of ``frame``."""
-    from advbench.leaderboard import _slug, transfer_tables
+    from advbench.leaderboard import slug, transfer_tables
 
     names: dict[str, tuple[str, ...]] = {}
     for dataset, attack, eps in transfer_tables(frame):
-        names[f"transfer_{_slug(dataset)}_{_slug(attack)}_eps{eps:g}.png"] = (
+        names[f"transfer_{slug(dataset)}_{slug(attack)}_eps{eps:g}.png"] = (
             "transfer",
             dataset,
             attack,
@@ -232,7 +232,7 @@ def plot_names(frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     white = frame[frame["setting"] == "whitebox"]
     for dataset, eps in white.groupby("dataset", sort=True)["eps"]:
         if eps.nunique() >= 2:
-            names[f"eps_{_slug(dataset)}.png"] = ("eps", dataset)
+            names[f"eps_{slug(dataset)}.png"] = ("eps", dataset)
     return names
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from advbench.leaderboard import _attack_label, undefended
+from advbench.leaderboard import attack_label, undefended
 
 THREATS = {"transfer-to-defended": "transfer-to-defended drop", "adaptive": "adaptive drop"}
 
@@ -38,7 +38,7 @@ def with_interval(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _white(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["setting"] == "whitebox"].assign(attack=_attack_label)
+    return frame[frame["setting"] == "whitebox"].assign(attack=attack_label)
 
 
 def clean_table(frame: pd.DataFrame) -> pd.DataFrame:
