@@ -168,11 +168,15 @@ class VictimSpec:
 
     ``build(num_classes=..., input_size=(H, W), **params)`` returns an untrained :class:`Victim`;
     ``params`` default to ``defaults``. A victim is built *for* a dataset: ``input_size`` is the
-    dataset's crop size and ``num_classes`` its number of train ids. ``load(path, input_size=...,
-    **params)`` (optional) builds a victim from a foreign checkpoint file, e.g. an official release,
-    and must fail with :class:`AdvbenchError` naming the missing and unexpected keys.
+    dataset's crop size and ``num_classes`` its number of train ids. ``load(path, input_size=(H, W),
+    num_classes=N, **params)`` (optional) builds a victim from a foreign checkpoint file (an official
+    release, a torchreid or fast-reid training) and must fail with :class:`AdvbenchError` naming the
+    missing and unexpected keys; ``num_classes`` is the dataset's train ids, so a loader can tell
+    whether the checkpoint's own classifier fits the dataset (and otherwise leave ``logits`` out).
+    A family's loader also gets ``variant``.
     ``variant`` = True means the name is a family: ``name:variant`` (e.g. ``timm:convnext_nano``)
-    reaches ``build(..., variant="convnext_nano")``.
+    reaches ``build(..., variant="convnext_nano")``; ``variants`` lists the variants a family knows
+    (shown by ``advbench plugins``), when the list is short enough to show.
     """
 
     name: str
@@ -184,6 +188,7 @@ class VictimSpec:
     default: bool = False
     variant: bool = False
     version: str = "0"
+    variants: tuple[str, ...] = ()
 
 
 # -------------------------------------------------------------------------------------- attacks

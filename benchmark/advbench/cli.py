@@ -447,6 +447,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 defaults.append(f"train_steps={spec.recipe.steps}")
             if defaults:
                 print(f"    {''.ljust(width)} defaults: {', '.join(defaults)}")
+            if getattr(spec, "variants", ()):
+                print(f"    {''.ljust(width)} variants: {', '.join(spec.variants)}")
     print("\n* = in the default selection; name:<variant> = a family (timm:resnet50, torchattacks:APGD)")
     for line in registry.problems_report():  # each left-out plugin: package, why, how to disable it
         print(line)

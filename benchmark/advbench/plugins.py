@@ -250,6 +250,12 @@ def check_spec(spec: object, spec_type: type) -> str | None:
     wrong += [f"{flag} must be True or False" for flag in flags if not isinstance(getattr(spec, flag), bool)]
     if isinstance(spec, VictimSpec) and not isinstance(spec.recipe, TrainRecipe):
         wrong.append("recipe must be a TrainRecipe")
+    if isinstance(spec, VictimSpec) and not (
+        isinstance(spec.variants, tuple) and all(isinstance(v, str) and v for v in spec.variants)
+    ):
+        wrong.append("variants must be a tuple of non-empty strings")
+    if isinstance(spec, VictimSpec) and spec.variants and not spec.variant:
+        wrong.append("variants are listed but the spec is not a family (variant=False)")
     if isinstance(spec, AttackSpec) and not isinstance(spec.threat_model, str):
         wrong.append("threat_model must be a string")
     if isinstance(spec, DatasetSpec):

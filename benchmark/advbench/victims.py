@@ -200,8 +200,8 @@ def load(ref: VictimRef, registry: Registry) -> Victim:
         raise AdvbenchError(
             f"{path} is not an advbench checkpoint and victim {ref.name!r} has no loader for other formats"
         )
-    params = {k: v for k, v in ref.params if k != "variant"}
-    return entry.spec.load(path, input_size=ref.input_size, **params)
+    params = dict(ref.params)  # a family's variant included: torchreid:osnet_x1_0 loads an OSNet
+    return entry.spec.load(path, input_size=ref.input_size, num_classes=ref.num_classes, **params)
 
 
 class VictimLoader:

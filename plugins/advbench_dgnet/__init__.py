@@ -42,14 +42,18 @@ def build_dgnet_r18(num_classes: int, input_size: tuple[int, int] = (256, 128), 
     return build(num_classes, input_size, backbone="resnet18", **params)
 
 
-def load_dgnet(path: Path, input_size: tuple[int, int] = (256, 128), **params: Any) -> Victim:
+def load_dgnet(
+    path: Path, input_size: tuple[int, int] = (256, 128), num_classes: int | None = None, **params: Any
+) -> Victim:
     """Official DG-Net ``id_*.pt`` (``{'a': state_dict}``) with its ``config.yaml``, loaded strictly."""
     from advbench_dgnet.official import load_official
 
     return load_official(path, input_size, backbone="resnet50", **params)
 
 
-def load_dgnet_r18(path: Path, input_size: tuple[int, int] = (256, 128), **params: Any) -> Victim:
+def load_dgnet_r18(
+    path: Path, input_size: tuple[int, int] = (256, 128), num_classes: int | None = None, **params: Any
+) -> Victim:
     """A ``dgnet-r18`` state dict saved in the official format (``{'a': ...}`` + ``config.yaml``)."""
     from advbench_dgnet.official import load_official
 
