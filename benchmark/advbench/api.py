@@ -115,7 +115,9 @@ class Victim(nn.Module, abc.ABC):
     Subclasses set ``input_size`` (H, W), ``distance`` and ``feature_dim`` and implement
     :meth:`features`, which must be differentiable with respect to the pixels. Models with an
     identity classifier (needed by training and by mis-classification losses) implement
-    :meth:`logits`; ``num_classes`` is 0 otherwise. ``forward`` is :meth:`features`.
+    :meth:`logits`; ``num_classes`` is 0 otherwise. ``forward`` is :meth:`features`. A victim
+    built from a foreign checkpoint may set ``info``, a few strings on where its weights came from
+    (format, epoch, the classifier it kept or left out); records keep them.
     """
 
     input_size: tuple[int, int] = (256, 128)

@@ -36,6 +36,7 @@ from advbench.metrics.reid import ReidScores, top_matches
 from advbench.plan import Cell, CraftTask, EvalTask
 from advbench.queries import adv_file, open_adv, perturb_batch
 from advbench.records import CraftRecord, EvalRecord, FailedRecord, Record, Scores
+from advbench.victims import victim_info
 
 EXAMPLE_QUERIES = 4  # queries whose top ranks an evaluation keeps, for the image strips
 EXAMPLE_RANKS = 5
@@ -45,7 +46,8 @@ def craft(
     task: CraftTask, attack: Attack, clean: CleanSet, ctx: TaskContext, *, fit_seconds: float = 0.0
 ) -> CraftRecord:
     """Craft ``task``'s adversarial queries into the cache, batch by batch, and describe them."""
-    source = attacked_victim(ctx.victim(task.source), task.defence, ctx, task.seed)
+    model = ctx.victim(task.source)
+    source = attacked_victim(model, task.defence, ctx, task.seed)
     gallery = clean.victims[task.source.name].gallery
     query, meter, path = clean.query, PerceptualMeter(), adv_file(ctx, task)
     elapsed = 0.0
@@ -89,6 +91,7 @@ def craft(
         provenance=ctx.provenance,
         defence=task.defence.name if task.defence else "none",
         defence_params=dict(task.defence.params) if task.defence else {},
+        source_info=victim_info(model),
     )
 
 
@@ -173,6 +176,7 @@ def evaluate(
         threat=task.threat,  # type: ignore[arg-type]
         clean_ap=_ap_list(clean_scores),
         adv_ap=_ap_list(adv_scores),
+        target_info=victim_info(model),
         **extra,
     )
 

@@ -53,6 +53,7 @@ class CraftRecord:
     provenance: dict[str, Any] = field(default_factory=dict)
     defence: str = "none"
     defence_params: dict[str, Any] = field(default_factory=dict)
+    source_info: dict[str, str] = field(default_factory=dict)
     kind: Kind = "craft"
 
 
@@ -75,6 +76,7 @@ class EvalRecord:
     adv_ap: list[float | None] | None = None
     frechet_distance: float | None = None
     examples: dict[str, list[Any]] | None = None
+    target_info: dict[str, str] = field(default_factory=dict)
     kind: Kind = "eval"
 
 

@@ -192,7 +192,8 @@ def load(ref: VictimRef, registry: Registry) -> Victim:
         raise AdvbenchError(f"victim {ref.label} has not been trained yet ({path} is missing)")
     blob = checkpoints.read_checkpoint(path)
     if blob is not None:
-        return checkpoints.build_from_checkpoint(blob, registry, path)
+        victim = checkpoints.build_from_checkpoint(blob, registry, path)
+        return _with_file_info(victim, path) if ref.origin == "user" else victim
     if ref.origin != "user":
         raise AdvbenchError(f"cached checkpoint {path} is not an advbench checkpoint; delete it")
     entry, _ = registry.get("victim", split_name(ref.name)[0])
@@ -201,7 +202,20 @@ def load(ref: VictimRef, registry: Registry) -> Victim:
             f"{path} is not an advbench checkpoint and victim {ref.name!r} has no loader for other formats"
         )
     params = dict(ref.params)  # a family's variant included: torchreid:osnet_x1_0 loads an OSNet
-    return entry.spec.load(path, input_size=ref.input_size, num_classes=ref.num_classes, **params)
+    victim = entry.spec.load(path, input_size=ref.input_size, num_classes=ref.num_classes, **params)
+    return _with_file_info(victim, path)
+
+
+def _with_file_info(victim: Victim, path: Path) -> Victim:
+    """A user's checkpoint is named in records by its file name and full SHA-256."""
+    victim.info = {**victim_info(victim), "file": path.name, "sha256": file_hash(path, length=64)}
+    return victim
+
+
+def victim_info(victim: Victim) -> dict[str, str]:
+    """What a victim says of its weights (``Victim.info``, set by foreign loaders), as strings."""
+    info = getattr(victim, "info", None)
+    return {str(k): str(v) for k, v in info.items()} if isinstance(info, dict) else {}
 
 
 class VictimLoader:
