@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from advbench.data.images import DiskImages
 
 Distance = Literal["cosine", "euclidean"]
+Side = Literal["query", "gallery"]
+Goal = Literal["untargeted", "targeted", "demote"]
+Budget = Literal["linf", "patch"]
 
 
 class AdvbenchError(Exception):
@@ -194,6 +197,43 @@ class VictimSpec:
 
 
 # -------------------------------------------------------------------------------------- attacks
+@dataclass(frozen=True, order=True)
+class ThreatModel:
+    """What an attack perturbs, what it wants and how it is bounded.
+
+    ``side``: ``query`` (the probe is perturbed) or ``gallery`` (chosen gallery images are, the
+    queries stay clean). ``goal``: ``untargeted`` (break retrieval), ``targeted`` (push chosen
+    candidates up the ranking) or ``demote`` (push them down). ``budget``: ``linf`` (‖δ‖∞ ≤ eps/255)
+    or ``patch`` (unbounded inside a patch covering a fraction of the image).
+    """
+
+    side: Side = "query"
+    goal: Goal = "untargeted"
+    budget: Budget = "linf"
+
+    @property
+    def label(self) -> str:
+        return f"{self.side}/{self.goal}/{self.budget}"
+
+
+UNTARGETED_QUERY = ThreatModel()
+"""Every attack's threat model unless its spec says otherwise: untargeted L∞ on the queries."""
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The chosen candidates of a targeted or demote attack, one row per image of the batch.
+
+    ``indices[i]`` are rows of the gallery :class:`FeatureBank` the attack was given: candidates
+    that query ``i`` should rank high (``goal="targeted"``) or low (``goal="demote"``). They are
+    drawn by the runner with a seeded rule and stored with the craft, so every victim is scored on
+    the same targets.
+    """
+
+    goal: Goal
+    indices: Tensor
+
+
 class Attack(abc.ABC):
     """An adversarial attack on re-ID queries under an L∞ budget of ``eps``/255.
 
@@ -243,8 +283,13 @@ class Attack(abc.ABC):
         camids: Tensor,
         *,
         gallery: FeatureBank | None = None,
+        targets: Targets | None = None,
     ) -> Tensor:
-        """Adversarial versions of ``images`` (float [0, 1], on the victim's device)."""
+        """Adversarial versions of ``images`` (float [0, 1], on the victim's device).
+
+        ``targets`` is given only for a targeted or demote craft (never to an attack whose spec does
+        not list such a threat), so an untargeted attack may leave it out of its signature.
+        """
 
 
 @dataclass(frozen=True)
@@ -253,7 +298,9 @@ class AttackSpec:
 
     ``default=True`` puts it in ``--attacks default`` (opt-in, False unless set, as for every spec);
     ``variant=True`` makes the name a family (``torchattacks:APGD`` reaches
-    ``build(..., variant="APGD")``), left out of ``--attacks all``.
+    ``build(..., variant="APGD")``), left out of ``--attacks all``. ``threats`` lists the threat
+    models it can run (the plan pairs it only with those); an attack that lists a targeted or demote
+    goal gets ``targets=`` in :meth:`Attack.perturb` for those crafts.
     """
 
     name: str
@@ -264,6 +311,7 @@ class AttackSpec:
     variant: bool = False
     threat_model: str = "white-box, L∞"
     version: str = "0"
+    threats: tuple[ThreatModel, ...] = (UNTARGETED_QUERY,)
 
 
 # ------------------------------------------------------------------------------------- defences
