@@ -1,0 +1,209 @@
+"""Strict loading of torchreid checkpoints into ``torchreid:<arch>`` victims.
+
+torchreid's ``save_checkpoint`` writes ``model.pth.tar-<epoch>``: a dict with ``state_dict`` (keys
+prefixed ``module.`` when the model was wrapped in ``DataParallel``), ``epoch``, ``rank1`` (a NumPy
+scalar when written by torchreid's engine), ``optimizer`` and ``scheduler``. Released model-zoo files
+are bare state dicts. torchreid's own ``load_pretrained_weights`` keeps whatever matches and silently
+leaves the rest random; here every tensor of the network must be in the file with its shape, except
+the identity classifier, whose size is the id count of the training set: it is loaded as it is, and
+used for ``logits`` only when it has as many ids as the dataset the victim is evaluated on.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advbench.api import AdvbenchError, Victim
+
+LIST_LIMIT = 8
+"""How many keys an error message names before it says "... and N more"."""
+
+
+def _key_list(keys: list[str]) -> str:
+    shown = ", ".join(keys[:LIST_LIMIT])
+    more = f", ... and {len(keys) - LIST_LIMIT} more" if len(keys) > LIST_LIMIT else ""
+    return f"{len(keys)} [{shown}{more}]"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def _numpy_globals() -> list[Any]:
+    """What torchreid's engine pickles besides tensors: ``rank1`` is a NumPy scalar."""
+    import numpy as np
+
+    scalar = getattr(getattr(np, "_core", np.core), "multiarray").scalar
+    dtypes = [getattr(np.dtypes, n) for n in ("Float32DType", "Float64DType", "Int64DType", "Int32DType")]
+    return [scalar, np.dtype, *dtypes]
+
+
+def read_torch_file(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` (NumPy scalars allowed) with one-line errors."""
+    if not path.is_file():
+        raise AdvbenchError(f"torchreid: checkpoint {path} does not exist")
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "weights_only" in text or "Weights only" in text:
+            found = text.split("Unsupported global:")[-1].split(" was not")[0].strip()
+            raise AdvbenchError(
+                f"torchreid: {path} holds objects other than tensors and numbers ({found}) and cannot be "
+                "read with weights_only=True; if you trust the file, re-save its weights: "
+                "torch.save({'state_dict': torch.load(PATH, weights_only=False)['state_dict']}, PATH)"
+            ) from None
+        raise AdvbenchError(f"torchreid: {path} is not a torch checkpoint ({_first_line(exc)})") from None
+    except Exception as exc:  # a foreign file can fail anywhere inside the unpickler
+        raise AdvbenchError(f"torchreid: {path} is not a torch checkpoint ({_first_line(exc)})") from None
+
+
+def state_dict_of(blob: Any, path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(state dict without a ``module.`` prefix, the other entries) of a checkpoint dict or bare state."""
+    if not isinstance(blob, Mapping):
+        raise AdvbenchError(f"torchreid: {path} holds a {type(blob).__name__}, not a checkpoint dict")
+    if "state_dict" in blob:
+        state, meta = blob["state_dict"], {k: v for k, v in blob.items() if k != "state_dict"}
+        if not isinstance(state, Mapping):
+            raise AdvbenchError(f"torchreid: {path}['state_dict'] is a {type(state).__name__}, not a state dict")
+    else:
+        state, meta = blob, {}
+    bad = sorted(str(k) for k, v in state.items() if not isinstance(v, Tensor))
+    if bad:
+        hint = "" if "state_dict" in blob else " (a torchreid checkpoint keeps its weights under 'state_dict')"
+        raise AdvbenchError(f"torchreid: {path}: state dict has non-tensor entries {_key_list(bad)}{hint}")
+    if state and all(str(k).startswith("module.") for k in state):
+        state = {str(k)[len("module.") :]: v for k, v in state.items()}
+    return {str(k): v for k, v in state.items()}, meta
+
+
+def is_classifier(key: str) -> bool:
+    """torchreid's identity heads: ``classifier``, PCB's ``classifier.<part>``, HACNN's ``classifier_*``."""
+    return key.split(".", 1)[0].startswith("classifier")
+
+
+def classifier_size(state: Mapping[str, Tensor]) -> int | None:
+    """Id count of the checkpoint's classifier (rows of its first weight matrix), None if absent."""
+    for key in sorted(state):
+        if is_classifier(key) and key.endswith("weight") and state[key].ndim == 2:
+            return int(state[key].shape[0])
+    return None
+
+
+def _prefix_hint(unexpected: list[str], expected: Mapping[str, Any]) -> str:
+    """ " (keys look prefixed with 'X')" when unexpected keys are expected ones behind one prefix."""
+    prefixes = set()
+    for key in unexpected:
+        match = next((key[: -len(name)] for name in expected if key.endswith("." + name)), None)
+        if match is None:
+            return ""
+        prefixes.add(match)
+    return f" (the checkpoint's keys look prefixed with {prefixes.pop()!r})" if len(prefixes) == 1 else ""
+
+
+def strict_load(module: torch.nn.Module, state: Mapping[str, Tensor], *, source: str, what: str) -> None:
+    """Load ``state`` into ``module`` strictly, or raise one line listing every mismatch.
+
+    Missing ``num_batches_tracked`` counters are tolerated; so is a classifier absent altogether.
+    """
+    expected = module.state_dict()
+    head_absent = not any(is_classifier(k) for k in state)
+    missing = sorted(
+        k
+        for k in expected
+        if k not in state and not k.endswith("num_batches_tracked") and not (head_absent and is_classifier(k))
+    )
+    unexpected = sorted(k for k in state if k not in expected)
+    if missing or unexpected:
+        raise AdvbenchError(
+            f"torchreid: {source} does not match {what} ({len(expected)} keys): "
+            f"missing keys {_key_list(missing)}; unexpected keys {_key_list(unexpected)}"
+            f"{_prefix_hint(unexpected, expected)}"
+        )
+    shapes = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    )
+    if shapes:
+        raise AdvbenchError(
+            f"torchreid: {source}: shapes differ from {what} (checkpoint vs model): {_key_list(shapes)}; "
+            "is it a checkpoint of another architecture?"
+        )
+    module.load_state_dict({**expected, **state}, strict=True)
+
+
+def _describe(path: Path, meta: Mapping[str, Any]) -> str:
+    parts = []
+    if isinstance(meta.get("epoch"), int) and not isinstance(meta.get("epoch"), bool):
+        parts.append(f"epoch {meta['epoch']}")
+    try:
+        parts.append(f"rank-1 {float(meta['rank1']):.1%}")
+    except (KeyError, TypeError, ValueError):
+        pass
+    kind = "checkpoint" if meta else "state dict"
+    return f"torchreid {kind} {path.name}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def load_checkpoint(
+    path: Path,
+    arch: str,
+    *,
+    input_size: tuple[int, int],
+    num_classes: int,
+    metric: str = "euclidean",
+    image_size: Any = "auto",
+    pretrained: Any = False,
+    **unknown: Any,
+) -> Victim:
+    """An eval-mode ``torchreid:<arch>`` victim with every network tensor from ``path``.
+
+    ``image_size`` ``auto`` is torchreid's 256x128 (a checkpoint does not record its size; HACNN:
+    160x64). ``pretrained`` is ignored: the checkpoint holds every weight. ``num_classes`` is the
+    dataset's train-id count, compared with the checkpoint's classifier (see the module docstring).
+    """
+    from advbench_torchreid.model import TORCHREID_SIZE, TorchreidVictim
+
+    del pretrained
+    if unknown:
+        raise AdvbenchError(
+            f"torchreid:{arch}: unknown parameter(s) {', '.join(sorted(unknown))}; "
+            "torchreid takes metric, image_size, pretrained"
+        )
+    state, meta = state_dict_of(read_torch_file(path), path)
+    head = classifier_size(state)
+    victim = TorchreidVictim(
+        arch,
+        num_classes=num_classes,
+        input_size=input_size,
+        metric=metric,
+        image_size=image_size,
+        head_classes=head if head is not None else 0,
+        default_size=TORCHREID_SIZE,
+    )
+    strict_load(victim.model, state, source=str(path), what=f"torchreid {arch}")
+    if head is None:
+        use = "absent from the checkpoint: no logits"
+    elif head == num_classes:
+        use = f"{head} ids, as the dataset: used for logits"
+    else:
+        use = f"{head} ids, dataset has {num_classes}: not used"
+    if not victim.num_classes:
+        victim.no_head = f"torchreid:{arch} from {path.name}: its classifier is {use}"
+    size = victim.image_size
+    resized = "" if size == victim.input_size else f" (inputs resized from {input_size[0]}x{input_size[1]})"
+    victim.info = {
+        "checkpoint": _describe(path, meta),
+        "classifier": use,
+        "image_size": f"{size[0]}x{size[1]}{resized}",
+        "metric": metric,
+    }
+    return victim.eval()
