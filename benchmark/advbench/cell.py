@@ -32,7 +32,8 @@ from advbench.features import extract
 from advbench.io import NpyWriter
 from advbench.metrics.detect import frechet_distance
 from advbench.metrics.perceptual import PerceptualMeter
-from advbench.metrics.reid import ReidScores, top_matches
+from advbench.metrics.ranking import candidate_ranks, draw_targets
+from advbench.metrics.reid import ReidScores, gallery_distances, top_matches
 from advbench.plan import Cell, CraftTask, EvalTask
 from advbench.queries import adv_file, open_adv, perturb_batch
 from advbench.records import CraftRecord, EvalRecord, FailedRecord, Record, Scores
@@ -40,6 +41,7 @@ from advbench.victims import victim_info
 
 EXAMPLE_QUERIES = 4  # queries whose top ranks an evaluation keeps, for the image strips
 EXAMPLE_RANKS = 5
+RANK_CHUNK = 256  # queries per distance block when ranking a targeted craft's candidates
 
 
 def craft(
@@ -50,13 +52,14 @@ def craft(
     source = attacked_victim(model, task.defence, ctx, task.seed)
     gallery = clean.victims[task.source.name].gallery
     query, meter, path = clean.query, PerceptualMeter(), adv_file(ctx, task)
+    targets = craft_targets(task, clean)
     elapsed = 0.0
 
     def step(rows: slice) -> None:
         nonlocal elapsed
         # each batch's draws depend on its rows only
         images, adv, seconds = perturb_batch(
-            task, attack, source, gallery, query, rows, ctx, task.seed + rows.start
+            task, attack, source, gallery, query, rows, ctx, task.seed + rows.start, targets
         )
         meter.update(images, adv)
         block = adv.mul(255).round().to(torch.uint8) if task.quantize else adv
@@ -92,7 +95,33 @@ def craft(
         defence=task.defence.name if task.defence else "none",
         defence_params=dict(task.defence.params) if task.defence else {},
         source_info=victim_info(model),
+        side=task.threat_model.side,
+        goal=task.threat_model.goal,
+        budget=task.threat_model.budget,
+        targets=None if targets is None else targets.tolist(),
     )
+
+
+def craft_targets(task: CraftTask, clean: CleanSet) -> Tensor | None:
+    """The chosen candidates of a targeted or demote craft (``[Q, k]`` gallery rows), else None.
+
+    Drawn from the craft's own seed by :func:`advbench.metrics.ranking.draw_targets` (per query,
+    ``k`` gallery images of other identities, uniformly), so a cell that evaluates stored queries
+    draws the very targets the craft used; the craft record keeps them too.
+    """
+    if not task.targeted:
+        return None
+    gallery_pids = clean.victims[task.source.name].index.pids.cpu()
+    return draw_targets(clean.query.pids, gallery_pids, task.n_targets, task.seed)
+
+
+def _target_ranks(feats: Tensor, target: CleanVictim, targets: Tensor) -> list[list[int]]:
+    """0-based ranks of each query's chosen candidates in its ranking of the whole gallery."""
+    ranks = []
+    for s in range(0, len(feats), RANK_CHUNK):  # one [chunk, G] distance block at a time
+        distmat = gallery_distances(feats[s : s + RANK_CHUNK], target.index)
+        ranks.append(candidate_ranks(distmat, targets[s : s + RANK_CHUNK].to(distmat.device)).cpu())
+    return torch.cat(ranks).tolist()
 
 
 def _scores(s: ReidScores) -> Scores:
@@ -129,10 +158,17 @@ def _examples(
 
 
 def evaluate(
-    task: EvalTask, adv: ImageSplit, clean: CleanSet, ctx: TaskContext, *, batch_size: int
+    task: EvalTask,
+    adv: ImageSplit,
+    clean: CleanSet,
+    ctx: TaskContext,
+    *,
+    batch_size: int,
+    targets: Tensor | None = None,
 ) -> EvalRecord:
     """Score the adversarial queries ``adv`` on ``task.target`` against its clean gallery, through
-    the task's defence when it has one (clean queries then go through it too)."""
+    the task's defence when it has one (clean queries then go through it too). With ``targets``
+    (a targeted or demote craft), also the chosen candidates' ranks before and after, undefended."""
     target: CleanVictim = clean.victims[task.target.name]
     model = ctx.victim(task.target)
     defence = build_defence(task.defence, ctx) if task.defence else None
@@ -151,6 +187,9 @@ def evaluate(
             "frechet_distance": None if math.isnan(fd) else fd,
             "examples": _examples(target.query_features, feats, target, clean.query),
         }
+        if targets is not None:
+            extra["clean_target_ranks"] = _target_ranks(target.query_features, target, targets)
+            extra["adv_target_ranks"] = _target_ranks(feats, target, targets)
     else:
         common = dict(protocol=task.protocol, seed=task.seed, batch_size=batch_size)
         known = (task.defence, task.protocol, task.seed)
@@ -220,8 +259,9 @@ def compute_cell(
     if not cell.crafted:
         records.append(craft(task, attack(), clean, ctx, fit_seconds=fit_seconds))
     adv = open_adv(adv_file(ctx, task), clean.query)
+    targets = craft_targets(task, clean)
     for ev in cell.evals:
-        records.append(evaluate(ev, adv, clean, ctx, batch_size=2 * task.batch_size))
+        records.append(evaluate(ev, adv, clean, ctx, batch_size=2 * task.batch_size, targets=targets))
     if cell.detect is not None:
         try:
             if detect_train is None:

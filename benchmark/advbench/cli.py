@@ -145,6 +145,22 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--defence-param", action="append", default=None, metavar="DEFENCE.KEY=VALUE")
     run.add_argument(
+        "--side",
+        default=None,
+        help="what attacks perturb: query (default), gallery, or both comma separated",
+    )
+    run.add_argument(
+        "--goal",
+        default=None,
+        help="untargeted (default), targeted (push chosen candidates up), demote (push them down); comma list",
+    )
+    run.add_argument(
+        "--targets-per-query",
+        type=int,
+        default=None,
+        help="chosen candidates per query of a targeted or demote craft (default 5)",
+    )
+    run.add_argument(
         "--detect-images",
         type=int,
         default=None,
@@ -245,6 +261,14 @@ def _merge_scoped(*layers: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _words(value: Any) -> tuple[str, ...] | None:
+    """``a,b`` or a config file's list as a tuple of words (None when not given)."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
 def _listed(value: Any) -> list[str]:
     """A config file's string or list of ``NAME.KEY=VALUE`` items as a list."""
     return [value] if isinstance(value, str) else list(value or [])
@@ -292,6 +316,9 @@ def _config_from(args: argparse.Namespace) -> RunConfig:
         "address": pick("address"),
         "threads": pick("threads"),
         "amp": pick("amp"),
+        "sides": _words(pick("side")),
+        "goals": _words(pick("goal")),
+        "targets_per_query": pick("targets_per_query"),
     }
     weights = {
         **options.get("victim_weights", {}),

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 PROTOCOLS = ("market", "cuhk03-classic")
+SIDES = ("query", "gallery")
+GOALS = ("untargeted", "targeted", "demote")
 BACKENDS = ("local", "ray")
 
 
@@ -33,6 +35,9 @@ class RunConfig:
     CUDA autocast (bf16) while crafting and extracting features; it is ignored on CPU.
     ``defences`` selects the defence axis (``none`` = undefended); ``detect_images`` attacked
     train images teach each craft's spectral detector (0: no detectability measurements).
+    ``sides`` and ``goals`` select the threat models of the grid (default: untargeted query
+    attacks, the grid before threat axes existed); a targeted or demote craft draws
+    ``targets_per_query`` candidates per query.
     """
 
     datasets: str = "default"
@@ -63,3 +68,6 @@ class RunConfig:
     address: str | None = None
     threads: int = 0
     amp: bool = False
+    sides: tuple[str, ...] = ("query",)
+    goals: tuple[str, ...] = ("untargeted",)
+    targets_per_query: int = 5

@@ -20,6 +20,7 @@ import pandas as pd
 
 from advbench.io import atomic_write_text
 from advbench.metrics.bootstrap import paired_intervals
+from advbench.metrics.ranking import TARGET_COLUMNS, target_columns
 from advbench.records import CraftRecord, DetectRecord, EvalRecord, Record
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ COLUMNS = [
     "setting",
     "defence",
     "threat",
+    "side",
+    "goal",
+    "budget",
     "clean_mAP",
     "adv_mAP",
     "mAP_drop",
@@ -66,6 +70,7 @@ COLUMNS = [
     "hf_share",
     "detector_auroc",
     "frechet_distance",
+    *TARGET_COLUMNS,
     "sec_per_image",
     "fit_seconds",
     "n_query",
@@ -87,6 +92,9 @@ KEYS = [
     "target_victim",
     "defence",
     "threat",
+    "side",
+    "goal",
+    "budget",
     "protocol",
 ]
 DECIMALS = {
@@ -152,6 +160,9 @@ def _row(
         "setting": "whitebox" if ev.target_victim == craft.source_victim else "transfer",
         "defence": ev.defence,
         "threat": ev.threat,
+        "side": craft.side,
+        "goal": craft.goal,
+        "budget": craft.budget,
         "clean_mAP": clean.mAP,
         "adv_mAP": adv.mAP,
         "mAP_drop": drop,
@@ -176,6 +187,7 @@ def _row(
         "hf_share": detect.hf_share if detect else nan,
         "detector_auroc": detect.detector_auroc if detect else nan,
         "frechet_distance": nan if ev.frechet_distance is None else ev.frechet_distance,
+        **target_columns(ev, craft.seed),
         "sec_per_image": craft.sec_per_image,
         "fit_seconds": craft.fit_seconds,
         "n_query": craft.n_query,
@@ -220,8 +232,16 @@ def attack_label(frame: pd.DataFrame) -> pd.Series:
     return frame["attack"].where(n_params <= 1, frame["attack"] + " " + frame["attack_params"])
 
 
+def default_threat(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of untargeted L∞ query attacks (the grid before threat axes existed)."""
+    mask = (frame["side"] == "query") & (frame["goal"] == "untargeted") & (frame["budget"] == "linf")
+    return frame[mask]
+
+
 def undefended(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows evaluated without a defence (what the white-box and transfer tables show)."""
+    """The untargeted query-attack rows evaluated without a defence (what the white-box and
+    transfer tables and the plots show; targeted threats have tables of their own)."""
+    frame = default_threat(frame)
     return frame[frame["threat"] == "none"]
 
 
@@ -313,6 +333,8 @@ def write_strips(records: list[Record], folder: Path, strips: StripSource) -> li
             continue
         craft = crafts.get(ev.craft_key)
         if craft is None or craft.defence != "none" or ev.target_victim != craft.source_victim:
+            continue
+        if craft.goal != "untargeted":  # one strip per (attack, eps, source): the untargeted craft's
             continue
         examples = strips(craft, ev)
         if examples:

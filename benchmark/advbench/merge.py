@@ -126,7 +126,9 @@ def _cell_id(record: Record, crafts: dict[str, CraftRecord]) -> tuple[Any, ...] 
         return None
     params = json.dumps(craft.attack_params, sort_keys=True)
     source = (craft.dataset, craft.fit_dataset, craft.attack, params, craft.eps, craft.source_victim)
-    return (*source, record.target_victim, record.protocol)  # type: ignore[union-attr]
+    assert isinstance(record, EvalRecord)
+    threat = (record.defence, record.threat, craft.side, craft.goal, craft.budget)
+    return (*source, record.target_victim, *threat, record.protocol)
 
 
 def _cell_differences(

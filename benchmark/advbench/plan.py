@@ -11,6 +11,10 @@ what a result depends on:
 * an **evaluation**: the craft and the target's weights, with the evaluation protocol;
 * a **detection**: the craft and the number of attacked train images its detector learns from.
 
+With ``--side`` / ``--goal``, each attack is paired with the threat models its spec lists and the run
+selects (default: untargeted query attacks only); a targeted or demote craft's key also holds the
+threat model and the number of candidates per query, so the keys of a default run are unchanged.
+
 With ``--defences``, each craft is also evaluated through each defence (threat
 ``transfer-to-defended``) and, for an input defence, crafted again through it (threat ``adaptive``;
 learning attacks are fitted through it too). The defence enters a key only when there is one, so
@@ -22,10 +26,12 @@ grid evaluates the stored adversarial queries on it and recomputes nothing else.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from advbench.api import UNTARGETED_QUERY, ThreatModel
 from advbench.config import RunConfig
 from advbench.plugins import Registry
 from advbench.utils import stable_hash
@@ -47,6 +53,7 @@ class AttackChoice:
     version: str
     params: tuple[tuple[str, Any], ...]
     learns: bool
+    threats: tuple[ThreatModel, ...] = (UNTARGETED_QUERY,)
 
     def build_kwargs(self, eps: float) -> dict[str, Any]:
         variant = {"variant": self.variant} if self.variant is not None else {}
@@ -100,11 +107,19 @@ class CraftTask:
     quantize: bool
     batch_size: int
     defence: DefenceChoice | None = None
+    threat_model: ThreatModel = UNTARGETED_QUERY
+    n_targets: int = 0
+
+    @property
+    def targeted(self) -> bool:
+        """Whether the craft has chosen candidates (goal ``targeted`` or ``demote``)."""
+        return self.threat_model.goal != "untargeted"
 
     @property
     def label(self) -> str:
         through = f" through {self.defence.name}" if self.defence else ""
-        return f"{self.dataset} | {self.attack.name} eps={self.eps:g} | source {self.source.name}{through}"
+        threat = "" if self.threat_model == UNTARGETED_QUERY else f" [{self.threat_model.label}]"
+        return f"{self.dataset} | {self.attack.name} eps={self.eps:g}{threat} | source {self.source.name}{through}"
 
 
 @dataclass(frozen=True)
@@ -172,6 +187,7 @@ def attack_choices(config: RunConfig, registry: Registry) -> list[AttackChoice]:
                 version=entry.spec.version,
                 params=tuple(sorted(params.items())),
                 learns=_learns(entry.spec.build, variant, params),
+                threats=tuple(getattr(entry.spec, "threats", (UNTARGETED_QUERY,))),
             )
         )
     return out
@@ -253,12 +269,12 @@ def build_plan(
                         fit_source = (fit_victims or {}).get(source.name)
                         if fit_source is None:  # no weights on the --fit-on dataset (a failure of its own)
                             continue
-                    for through in (None, *adaptive):
+                    for through, threat in itertools.product((None, *adaptive), threats_of(attack, config)):
                         fit = None
                         if attack.learns:
                             task = fit_task(attack, eps, fit_source, config.seed, through)
                             fit = fits.setdefault(task.key, task)
-                        craft = _craft(config, dataset, attack, float(eps), source, fit, through)
+                        craft = _craft(config, dataset, attack, float(eps), source, fit, through, threat)
                         if through is None:
                             evals = [
                                 _eval(
@@ -274,8 +290,17 @@ def build_plan(
     return plan
 
 
+def threats_of(attack: AttackChoice, config: RunConfig) -> list[ThreatModel]:
+    """The threat models ``attack`` runs under in this run: those its spec lists that the run's
+    ``--side`` and ``--goal`` select. Gallery-side crafts are not run yet (no built-in attack lists
+    one); a spec that lists one is paired with its other threats only."""
+    return [
+        t for t in attack.threats if t.side == "query" and t.side in config.sides and t.goal in config.goals
+    ]
+
+
 def _detect(config: RunConfig, craft: CraftTask) -> DetectTask | None:
-    if config.detect_images <= 0:
+    if config.detect_images <= 0 or craft.targeted:  # a targeted craft's detector needs train targets
         return None
     key = stable_hash("detect", DETECT_VERSION, craft.key, config.detect_images, length=24)
     return DetectTask(key=key, craft_key=craft.key, n_train=config.detect_images, seed=_seed(key))
@@ -289,7 +314,12 @@ def _craft(
     source: VictimRef,
     fit: FitTask | None,
     defence: DefenceChoice | None = None,
+    threat: ThreatModel = UNTARGETED_QUERY,
 ) -> CraftTask:
+    n_targets = config.targets_per_query if threat.goal != "untargeted" else 0
+    extra = (
+        [] if threat == UNTARGETED_QUERY else [("threat", threat.side, threat.goal, threat.budget, n_targets)]
+    )
     key = stable_hash(
         "craft",
         CRAFT_VERSION,
@@ -307,6 +337,7 @@ def _craft(
         config.quantize,
         config.batch_size,
         *([defence.key()] if defence else []),
+        *extra,
         length=24,
     )
     return CraftTask(
@@ -321,6 +352,8 @@ def _craft(
         quantize=config.quantize,
         batch_size=config.batch_size,
         defence=defence,
+        threat_model=threat,
+        n_targets=n_targets,
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advbench.api import AdvbenchError, Attack, FeatureBank, ImageSplit, Victim
+from advbench.api import AdvbenchError, Attack, FeatureBank, ImageSplit, Targets, Victim
 from advbench.context import TaskContext
 from advbench.data.images import DiskImages
 from advbench.plan import CraftTask
@@ -66,10 +66,18 @@ def perturb_batch(
     rows: slice | Tensor,
     ctx: TaskContext,
     seed: int,
+    targets: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, float]:
-    """(clean batch, checked and finished adversarial batch, seconds spent in ``perturb``)."""
+    """(clean batch, checked and finished adversarial batch, seconds spent in ``perturb``).
+
+    ``targets`` are the craft's chosen candidates of every query (``[Q, k]`` gallery rows), given
+    to the attack for the batch's rows when the craft is targeted or demote.
+    """
     seed_everything(seed)
     images = query.batch(rows, ctx.device)
+    chosen = {}
+    if targets is not None:
+        chosen["targets"] = Targets(task.threat_model.goal, targets[rows].to(ctx.device))
     ctx.synchronize()
     start = time.perf_counter()
     with ctx.autocast():
@@ -79,6 +87,7 @@ def perturb_batch(
             query.pids[rows].to(ctx.device),
             query.camids[rows].to(ctx.device),
             gallery=gallery,
+            **chosen,
         )
     ctx.synchronize()
     seconds = time.perf_counter() - start

@@ -1,7 +1,9 @@
 """The typed records a run produces, as the store keeps them and the leaderboard reads them.
 
-A *craft* is one (dataset, attack with params and eps, source victim, and for an adaptive attack
-the defence it was crafted through): the adversarial queries and what they cost and look like. An
+A *craft* is one (dataset, attack with params and eps, threat model, source victim, and for an
+adaptive attack the defence it was crafted through): the adversarial queries and what they cost and
+look like; a targeted or demote craft keeps its chosen candidates (``targets``: gallery rows per
+query), and each of its evaluations the candidates' 0-based ranks before and after. An
 *evaluation* is one craft scored on one target victim (the source itself for the white-box row, any
 other victim for transfer), possibly through a defence. A *detection* says how easily a craft's
 queries are told from clean ones. A *fit* is a learning attack trained on a source victim. Records
@@ -54,6 +56,10 @@ class CraftRecord:
     defence: str = "none"
     defence_params: dict[str, Any] = field(default_factory=dict)
     source_info: dict[str, str] = field(default_factory=dict)
+    side: str = "query"
+    goal: str = "untargeted"
+    budget: str = "linf"
+    targets: list[list[int]] | None = None
     kind: Kind = "craft"
 
 
@@ -77,6 +83,8 @@ class EvalRecord:
     frechet_distance: float | None = None
     examples: dict[str, list[Any]] | None = None
     target_info: dict[str, str] = field(default_factory=dict)
+    clean_target_ranks: list[list[int]] | None = None
+    adv_target_ranks: list[list[int]] | None = None
     kind: Kind = "eval"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from advbench.leaderboard import attack_label, undefended
+from advbench.leaderboard import attack_label, default_threat, undefended
 
 THREATS = {"transfer-to-defended": "transfer-to-defended drop", "adaptive": "adaptive drop"}
 
@@ -25,14 +25,14 @@ def _markdown(frame: pd.DataFrame, index: bool = False) -> str:
     return "\n".join([header, rule, *body])
 
 
-def with_interval(frame: pd.DataFrame, column: str) -> pd.Series:
+def with_interval(frame: pd.DataFrame, column: str, digits: int = 2) -> pd.Series:
     """``value ± half-width`` of the column's 95% bootstrap interval (the value alone without one)."""
     half = (frame[f"{column}_ci_high"] - frame[f"{column}_ci_low"]) / 2
 
     def show(value: float, h: float) -> str:
         if pd.isna(value):
             return ""
-        return f"{value:.2f}" if pd.isna(h) else f"{value:.2f} ± {h:.2f}"
+        return f"{value:.{digits}f}" if pd.isna(h) else f"{value:.{digits}f} ± {h:.{digits}f}"
 
     return pd.Series([show(v, h) for v, h in zip(frame[column], half, strict=True)], index=frame.index)
 
@@ -68,7 +68,7 @@ def detect_table(frame: pd.DataFrame) -> pd.DataFrame:
 def defence_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     """(dataset, attack, eps, defence): white-box drop undefended, transferred to the defended
     model and adaptive, and clean mAP through the defence; mean over source victims."""
-    white = _white(frame)
+    white = _white(default_threat(frame))
     defended = white[white["threat"] != "none"]
     if defended.empty:
         return None
@@ -82,6 +82,32 @@ def defence_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     table = drops.join(clean).reset_index().join(base, on=keys)
     order = [*keys, "defence", "undefended drop", *THREATS.values(), "clean mAP with defence"]
     return table[order].round(2)
+
+
+def targeted_tables(frame: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """One table per targeted (side, goal): the chosen candidates' mean normalised rank (0 top, 1
+    bottom) before and after ± half its interval, their top-1/5/10 shares after, and the mAP drop,
+    per (dataset, attack, eps, source, target victim), undefended."""
+    rows = frame[(frame["goal"] != "untargeted") & (frame["threat"] == "none")].assign(attack=attack_label)
+    out = {}
+    for (side, goal), group in rows.groupby(["side", "goal"], sort=True):
+        table = group.assign(
+            before=lambda f: with_interval(f, "clean_target_rank", digits=3),
+            after=lambda f: with_interval(f, "adv_target_rank", digits=3),
+        )
+        keys = ["dataset", "attack", "eps", "source_victim", "target_victim"]
+        shown = ["before", "after", "adv_target_top1", "adv_target_top5", "adv_target_top10", "mAP_drop"]
+        table = table[[*keys, *shown]].rename(
+            columns={
+                "before": "rank before",
+                "after": "rank after",
+                "adv_target_top1": "top-1 % after",
+                "adv_target_top5": "top-5 % after",
+                "adv_target_top10": "top-10 % after",
+            }
+        )
+        out[(side, goal)] = table.sort_values(keys).reset_index(drop=True)
+    return out
 
 
 def summary_markdown(
@@ -136,6 +162,18 @@ def summary_markdown(
             "crafted through it (BPDA for non-differentiable transforms, EOT for randomised ones).",
             "",
             _markdown(defences),
+        ]
+    for (side, goal), table in targeted_tables(frame).items():
+        push = "up (0 = top of the ranking)" if goal == "targeted" else "down (1 = bottom of the ranking)"
+        parts += [
+            "",
+            f"## {side.capitalize()}-side {goal} attacks",
+            "",
+            f"Each query's chosen candidates (other identities, drawn per craft) pushed {push}: their mean",
+            "normalised rank before and after ± half its 95% paired bootstrap interval, the share of",
+            "(query, candidate) pairs in the top-k after, and the mAP drop.",
+            "",
+            _markdown(table),
         ]
     parts += ["", "## Transfer: adversarial mAP (rows: crafted on, columns: evaluated on)"]
     for (dataset, attack, eps), table in transfers.items():

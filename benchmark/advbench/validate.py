@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from advbench.api import AdvbenchError
-from advbench.config import BACKENDS, PROTOCOLS, RunConfig
+from advbench.config import BACKENDS, GOALS, PROTOCOLS, SIDES, RunConfig
 from advbench.plugins import Kind, Registry
 
 MIN_SIDE = 16
@@ -119,6 +119,7 @@ def _numbers(config: RunConfig) -> None:
         ("--threads", config.threads, 0),
         ("--seed", config.seed, 0),
         ("--detect-images", config.detect_images, 0),
+        ("--targets-per-query", config.targets_per_query, 1),
     ):
         if not _is_int(value):
             raise AdvbenchError(f"{flag} expects an integer, got {_shown(value)}")
@@ -147,6 +148,14 @@ def _choices(config: RunConfig) -> None:
             raise AdvbenchError(
                 f"unknown {flag} {value!r}.{did_you_mean(str(value), known)} Choose {', '.join(known)}"
             )
+    for flag, values, known in (("--side", config.sides, SIDES), ("--goal", config.goals, GOALS)):
+        if not isinstance(values, tuple | list) or not values:
+            raise AdvbenchError(f"{flag} expects one or more of {', '.join(known)}, got {_shown(values)}")
+        for value in values:
+            if value not in known:
+                raise AdvbenchError(
+                    f"unknown {flag} {value!r}.{did_you_mean(str(value), known)} Choose {', '.join(known)}"
+                )
     if not isinstance(config.device, str):
         raise AdvbenchError(f"--device expects auto, cpu or cuda[:N], got {_shown(config.device)}")
     if config.backend == "local":  # Ray workers resolve the device on their own machines
@@ -312,6 +321,9 @@ CONFIG_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "address": _TEXT,
     "threads": _INT,
     "amp": _BOOL,
+    "side": ("names (a string or a list)", _names),
+    "goal": ("names (a string or a list)", _names),
+    "targets_per_query": _INT,
 }
 """The keys of a ``--config`` file: the long flag names of ``advbench run`` (``-`` or ``_``), the repeated
 ``NAME.KEY=VALUE`` flags also as mappings (``attack_params: {pgd: {steps: 20}}``), with what each takes."""
@@ -320,6 +332,8 @@ CONFIG_ALIASES: dict[str, tuple[str, bool]] = {
     "cache_dir": ("cache", False),
     "quantize": ("no_quantize", True),
     "progress": ("no_progress", True),
+    "sides": ("side", False),
+    "goals": ("goal", False),
 }
 """RunConfig field names accepted for flag names: key -> (option, negated)."""
 

@@ -1,0 +1,112 @@
+"""The threat axes (side, goal, budget): data in the plan, keys of today's grid unchanged, columns
+on every row, targeted crafts scored on the very candidates they were crafted for."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from test_plan import GAN, PGD, _plan, _ref
+
+from advbench.api import UNTARGETED_QUERY, AdvbenchError, ThreatModel
+from advbench.config import RunConfig
+from advbench.plan import threats_of
+from advbench.plugins import get_registry
+from advbench.validate import validate
+
+# Keys of this grid as the code before threat axes (and defences) gave them, commit 0b08abd.
+KEYS_BEFORE = {
+    "crafts": [
+        "a3d25aa27dd95d04714dcbfe",
+        "b62ed2e05318b2b87883b61a",
+        "7024dc18a34254eb8d3af1ce",
+        "a10d07ea37b4db7c13fe7b31",
+        "5b13b19d0d83661713304ff2",
+        "50e120b434fe02921766c324",
+        "a8c27fdca734416cd405543f",
+        "abaa6679915d7587767f640d",
+    ],
+    "evals": [
+        "10d7eb0031b597fea0c54cc3",
+        "1ed63dc4fcf4f83833272cab",
+        "4dd90152d1828237b0a8cf85",
+        "ee6c049dafe6b9eb4f84179e",
+    ],
+    "fits": ["ea0ea7a7cda58cdd", "ca8d4318cf17fe37", "3f3fe0c66373e4be", "25d0ad9e5a094adb"],
+}
+TARGETED = ThreatModel("query", "targeted", "linf")
+DEMOTE = ThreatModel("query", "demote", "linf")
+RANKER = dataclasses.replace(PGD, name="ranker", threats=(TARGETED, DEMOTE))
+BOTH = dataclasses.replace(PGD, name="both", threats=(UNTARGETED_QUERY, TARGETED))
+
+
+def _keys(plan) -> dict[str, list[str]]:
+    return {
+        "crafts": [c.craft.key for c in plan.cells],
+        "evals": [e.key for c in plan.cells for e in c.evals][:4],
+        "fits": [f.key for f in plan.fits],
+    }
+
+
+@pytest.mark.parametrize(
+    "axes", [{}, {"sides": ("query",), "goals": ("untargeted",)}, {"sides": ("query", "gallery")}]
+)
+def test_todays_grid_keeps_its_keys(axes: dict) -> None:
+    plan = _plan([_ref("a"), _ref("b")], attacks=(PGD, GAN), eps=(4.0, 16.0), **axes)
+    assert _keys(plan) == KEYS_BEFORE
+    assert all(c.craft.threat_model == UNTARGETED_QUERY and c.craft.n_targets == 0 for c in plan.cells)
+
+
+def test_attacks_are_paired_only_with_the_threats_they_list_and_the_run_selects() -> None:
+    default = _plan([_ref("a")], attacks=(PGD, RANKER, BOTH))
+    assert [(c.craft.attack.name, c.craft.threat_model.goal) for c in default.cells] == [
+        ("pgd", "untargeted"),
+        ("both", "untargeted"),
+    ]
+    wide = _plan([_ref("a")], attacks=(PGD, RANKER, BOTH), goals=("untargeted", "targeted", "demote"))
+    pairs = [(c.craft.attack.name, c.craft.threat_model.goal) for c in wide.cells]
+    assert pairs == [
+        ("pgd", "untargeted"),
+        ("ranker", "targeted"),
+        ("ranker", "demote"),
+        ("both", "untargeted"),
+        ("both", "targeted"),
+    ]
+    # widening the goals adds crafts and changes none of the untargeted ones
+    assert {c.craft.key for c in default.cells} <= {c.craft.key for c in wide.cells}
+    targeted = [c.craft for c in wide.cells if c.craft.targeted]
+    assert all(t.n_targets == 5 for t in targeted)
+    assert all(c.detect is None for c in wide.cells if c.craft.targeted)  # no train targets to detect with
+    assert len({t.key for t in targeted}) == len(targeted)
+
+
+def test_the_number_of_candidates_is_part_of_a_targeted_key_only() -> None:
+    goals = ("untargeted", "targeted")
+    five = _plan([_ref("a")], attacks=(BOTH,), goals=goals)
+    three = _plan([_ref("a")], attacks=(BOTH,), goals=goals, targets_per_query=3)
+    assert five.cells[0].craft.key == three.cells[0].craft.key
+    assert five.cells[1].craft.key != three.cells[1].craft.key
+    assert three.cells[1].craft.n_targets == 3
+
+
+def test_gallery_side_threats_are_not_planned_yet() -> None:
+    gallery = ThreatModel("gallery", "targeted", "linf")
+    choice = dataclasses.replace(PGD, threats=(gallery, TARGETED))
+    config = RunConfig(sides=("query", "gallery"), goals=("targeted",))
+    assert threats_of(choice, config) == [TARGETED]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("sides", ("probe",), "unknown --side 'probe'"),
+        ("goals", ("targetted",), "Did you mean targeted"),
+        ("goals", (), "--goal expects one or more of"),
+        ("targets_per_query", 0, "--targets-per-query must be >= 1"),
+    ],
+)
+def test_bad_axes_are_one_line_errors(tmp_path, field: str, value, message: str) -> None:
+    config = RunConfig(out=tmp_path, cache_dir=tmp_path / "cache", **{field: value})
+    with pytest.raises(AdvbenchError, match=message) as info:
+        validate(config, get_registry())
+    assert "\n" not in str(info.value)
