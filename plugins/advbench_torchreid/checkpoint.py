@@ -36,6 +36,15 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
+def _reason(exc: BaseException) -> str:
+    """One line of a loading error: the unpickler's own complaint rather than torch's preamble."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        rest = [line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines()]
+        return next((line for line in rest if line), type(exc).__name__)
+    return _first_line(exc)
+
+
 def _numpy_globals() -> list[Any]:
     """What torchreid's engine pickles besides tensors: ``rank1`` is a NumPy scalar."""
     import numpy as np
@@ -54,16 +63,16 @@ def read_torch_file(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "weights_only" in text or "Weights only" in text:
-            found = text.split("Unsupported global:")[-1].split(" was not")[0].strip()
+        if "Unsupported global:" in text:
+            found = text.split("Unsupported global:", 1)[1].split(" was not")[0].replace("GLOBAL", "").strip()
             raise AdvbenchError(
                 f"torchreid: {path} holds objects other than tensors and numbers ({found}) and cannot be "
                 "read with weights_only=True; if you trust the file, re-save its weights: "
                 "torch.save({'state_dict': torch.load(PATH, weights_only=False)['state_dict']}, PATH)"
             ) from None
-        raise AdvbenchError(f"torchreid: {path} is not a torch checkpoint ({_first_line(exc)})") from None
+        raise AdvbenchError(f"torchreid: {path} is not a torch checkpoint ({_reason(exc)})") from None
     except Exception as exc:  # a foreign file can fail anywhere inside the unpickler
-        raise AdvbenchError(f"torchreid: {path} is not a torch checkpoint ({_first_line(exc)})") from None
+        raise AdvbenchError(f"torchreid: {path} is not a torch checkpoint ({_reason(exc)})") from None
 
 
 def state_dict_of(blob: Any, path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -102,10 +111,11 @@ def _prefix_hint(unexpected: list[str], expected: Mapping[str, Any]) -> str:
     """ " (keys look prefixed with 'X')" when unexpected keys are expected ones behind one prefix."""
     prefixes = set()
     for key in unexpected:
-        match = next((key[: -len(name)] for name in expected if key.endswith("." + name)), None)
-        if match is None:
+        parts = key.split(".")
+        cut = next((i for i in range(1, len(parts)) if ".".join(parts[i:]) in expected), None)
+        if cut is None:
             return ""
-        prefixes.add(match)
+        prefixes.add(".".join(parts[:cut]) + ".")
     return f" (the checkpoint's keys look prefixed with {prefixes.pop()!r})" if len(prefixes) == 1 else ""
 
 
