@@ -297,3 +297,42 @@ def test_peak_memory_msmt17(benchmark) -> None:
     )
     benchmark.extra_info["peak_mb"] = round(r["peak"] / 2**20, 1)
     assert r["peak"] < 0.5 * 2**30
+
+
+# ------------------------------------------------------------------- torchreid's evaluator
+@pytest.mark.benchmark(group="torchreid")
+def test_evaluate_vs_torchreid_python_evaluator(benchmark) -> None:
+    """:func:`evaluate` against torchreid's ``evaluate_rank`` (its Python path: the PyPI package has no
+    Cython build) on one Market-1501-sized float32 squared-euclidean matrix (torchreid's default
+    metric), side by side; skipped without the ``[torchreid]`` extra."""
+    pytest.importorskip("torchreid", reason="the torchreid extra is not installed")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchreid.reid.metrics import evaluate_rank
+
+    qf, gf, qp, gp, qc, gc = make_problem(MARKET, 256)
+    dist = gallery_distances(qf, prepare_gallery(gf, gp, gc, "euclidean"))
+    arrays = [x.numpy() for x in (dist, qp, gp, qc, gc)]
+    ours: list[ReidScores] = []
+    theirs: list[tuple[np.ndarray, float]] = []
+    best = side_by_side(
+        benchmark,
+        {
+            "advbench": lambda: ours.append(evaluate(dist, qp, gp, qc, gc)),
+            "torchreid": lambda: theirs.append(evaluate_rank(*arrays, max_rank=50, use_cython=False)),
+        },
+        ROUNDS,
+    )
+    s, (cmc, mAP) = ours[0], theirs[0]
+    ratio = best["torchreid"] / best["advbench"]
+    d_map, d_cmc = abs(s.mAP - float(mAP)), float(np.abs(np.asarray(s.cmc) - cmc).max())
+    print(
+        f"\nMarket-1501 size {MARKET.num_query} x {MARKET.num_gallery} float32 euclidean, 1 thread: "
+        f"advbench evaluate {best['advbench']:.2f} s, torchreid evaluate_rank (python) "
+        f"{best['torchreid']:.2f} s = {ratio:.1f}x; mAP {s.mAP:.4f} rank-1 {s.rank(1):.4f}; "
+        f"|advbench - torchreid|: mAP {d_map:.1e}, CMC {d_cmc:.1e} (torchreid's argsort is not stable)"
+    )
+    benchmark.extra_info.update(torchreid_s=round(best["torchreid"], 2), speedup=round(ratio, 1))
+    assert d_map < 1e-4 and d_cmc < 1e-4

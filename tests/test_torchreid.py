@@ -18,18 +18,20 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("torchreid", reason='the torchreid extra is not installed (pip install -e ".[torchreid]")')
+pytest.importorskip(
+    "torchreid", reason='the torchreid extra is not installed (pip install -e ".[torchreid]")'
+)
 
-from conftest import TINY_SYNTHETIC, tiny_cli  # noqa: E402
-from torchreid.reid import models as tr_models  # noqa: E402
-from torchreid.reid import utils as tr_utils  # noqa: E402
+from conftest import TINY_SYNTHETIC, tiny_cli
+from torchreid.reid import models as tr_models
+from torchreid.reid import utils as tr_utils
 
-from advbench.api import AdvbenchError  # noqa: E402
-from advbench.cli import main  # noqa: E402
-from advbench.testing import check_victim  # noqa: E402
-from advbench_torchreid import ARCHS, DEFAULTS, advbench_victims, build_torchreid, load_torchreid  # noqa: E402
-from advbench_torchreid.checkpoint import _numpy_globals  # noqa: E402
-from advbench_torchreid.model import TorchreidVictim  # noqa: E402
+from advbench.api import AdvbenchError
+from advbench.cli import main
+from advbench.testing import check_victim
+from advbench_torchreid import ARCHS, DEFAULTS, advbench_victims, build_torchreid, load_torchreid
+from advbench_torchreid.checkpoint import _numpy_globals
+from advbench_torchreid.model import TorchreidVictim
 
 ARCH = "osnet_x0_25"
 IDS = TINY_SYNTHETIC["train_ids"]
@@ -66,7 +68,9 @@ def _save(model: torch.nn.Module, folder: Path, epoch: int = 250, **extra: Any) 
 
 
 def _load(path: Path, input_size: tuple[int, int] = SMALL, num_classes: int = IDS, **params: Any):
-    return load_torchreid(path, input_size=input_size, num_classes=num_classes, variant=ARCH, **{**DEFAULTS, **params})
+    return load_torchreid(
+        path, input_size=input_size, num_classes=num_classes, variant=ARCH, **{**DEFAULTS, **params}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +174,9 @@ def test_classifier_of_another_dataset_is_kept_out(checkpoint: Path) -> None:
     with pytest.raises(NotImplementedError, match=f"classifier is {IDS} ids, dataset has 5"):
         victim.logits(torch.rand(1, 3, *SMALL))
     with torch.no_grad():  # the embedding does not depend on the classifier
-        torch.testing.assert_close(victim.features(torch.ones(1, 3, *SMALL)), _load(checkpoint).features(torch.ones(1, 3, *SMALL)))
+        torch.testing.assert_close(
+            victim.features(torch.ones(1, 3, *SMALL)), _load(checkpoint).features(torch.ones(1, 3, *SMALL))
+        )
 
 
 def test_tolerated_forms_load(tmp_path: Path, source: torch.nn.Module) -> None:
@@ -183,9 +189,13 @@ def test_tolerated_forms_load(tmp_path: Path, source: torch.nn.Module) -> None:
     victim = _load(bare)
     assert victim.info["checkpoint"] == "torchreid state dict bare.pth" and victim.num_classes == IDS
     headless = tmp_path / "headless.pth"
-    torch.save({"state_dict": {k: v for k, v in source.state_dict().items() if "classifier" not in k}}, headless)
+    torch.save(
+        {"state_dict": {k: v for k, v in source.state_dict().items() if "classifier" not in k}}, headless
+    )
     stripped = _load(headless)
-    assert stripped.num_classes == 0 and stripped.info["classifier"] == "absent from the checkpoint: no logits"
+    assert (
+        stripped.num_classes == 0 and stripped.info["classifier"] == "absent from the checkpoint: no logits"
+    )
     with torch.no_grad():
         torch.testing.assert_close(victim.features(x), expected, atol=0, rtol=0)
         torch.testing.assert_close(stripped.features(x), expected, atol=0, rtol=0)
@@ -205,7 +215,9 @@ def test_mismatched_checkpoints_fail_in_one_line(tmp_path: Path, source: torch.n
     msg = _one_line(_save_state(tmp_path / "renamed.pth", renamed), r"missing keys \d+ \[conv5\.")
     assert "unexpected keys" in msg and "conv_last." in msg
     partial = {k: v for k, v in state.items() if not k.startswith("conv4")}
-    _one_line(_save_state(tmp_path / "partial.pth", partial), r"missing keys \d+ \[conv4.*unexpected keys 0 \[\]")
+    _one_line(
+        _save_state(tmp_path / "partial.pth", partial), r"missing keys \d+ \[conv4.*unexpected keys 0 \[\]"
+    )
     prefixed = {f"backbone.{k}": v for k, v in state.items()}
     _one_line(_save_state(tmp_path / "prefixed.pth", prefixed), r"prefixed with 'backbone\.'")
     wider = _torchreid_model("osnet_x0_5").state_dict()  # another architecture, same key names
@@ -313,7 +325,9 @@ def _rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_run_with_a_torchreid_checkpoint(session_cache: Path, tmp_path: Path, source: torch.nn.Module) -> None:
+def test_run_with_a_torchreid_checkpoint(
+    session_cache: Path, tmp_path: Path, source: torch.nn.Module
+) -> None:
     """A checkpoint with a plain-float rank1 (see docs/torchreid.md on NumPy scalars and the core reader)."""
     name = f"torchreid:{ARCH}"
     path = _save(source, tmp_path / "log", epoch=3, rank1=0.5)

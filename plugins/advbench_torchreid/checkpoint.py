@@ -11,6 +11,7 @@ used for ``logits`` only when it has as many ids as the dataset the victim is ev
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,7 +50,8 @@ def _numpy_globals() -> list[Any]:
     """What torchreid's engine pickles besides tensors: ``rank1`` is a NumPy scalar."""
     import numpy as np
 
-    scalar = getattr(getattr(np, "_core", np.core), "multiarray").scalar
+    core = np._core if hasattr(np, "_core") else np.core  # NumPy 2 renamed np.core
+    scalar = core.multiarray.scalar
     dtypes = [getattr(np.dtypes, n) for n in ("Float32DType", "Float64DType", "Int64DType", "Int32DType")]
     return [scalar, np.dtype, *dtypes]
 
@@ -82,12 +84,16 @@ def state_dict_of(blob: Any, path: Path) -> tuple[dict[str, Tensor], dict[str, A
     if "state_dict" in blob:
         state, meta = blob["state_dict"], {k: v for k, v in blob.items() if k != "state_dict"}
         if not isinstance(state, Mapping):
-            raise AdvbenchError(f"torchreid: {path}['state_dict'] is a {type(state).__name__}, not a state dict")
+            raise AdvbenchError(
+                f"torchreid: {path}['state_dict'] is a {type(state).__name__}, not a state dict"
+            )
     else:
         state, meta = blob, {}
     bad = sorted(str(k) for k, v in state.items() if not isinstance(v, Tensor))
     if bad:
-        hint = "" if "state_dict" in blob else " (a torchreid checkpoint keeps its weights under 'state_dict')"
+        hint = (
+            "" if "state_dict" in blob else " (a torchreid checkpoint keeps its weights under 'state_dict')"
+        )
         raise AdvbenchError(f"torchreid: {path}: state dict has non-tensor entries {_key_list(bad)}{hint}")
     if state and all(str(k).startswith("module.") for k in state):
         state = {str(k)[len("module.") :]: v for k, v in state.items()}
@@ -155,10 +161,8 @@ def _describe(path: Path, meta: Mapping[str, Any]) -> str:
     parts = []
     if isinstance(meta.get("epoch"), int) and not isinstance(meta.get("epoch"), bool):
         parts.append(f"epoch {meta['epoch']}")
-    try:
+    with contextlib.suppress(KeyError, TypeError, ValueError):
         parts.append(f"rank-1 {float(meta['rank1']):.1%}")
-    except (KeyError, TypeError, ValueError):
-        pass
     kind = "checkpoint" if meta else "state dict"
     return f"torchreid {kind} {path.name}" + (f" ({', '.join(parts)})" if parts else "")
 
