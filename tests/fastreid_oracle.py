@@ -21,6 +21,7 @@ import importlib.util
 import os
 import sys
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ def rank_module() -> types.ModuleType:
     spec = importlib.util.spec_from_file_location("fastreid_oracle_rank", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with warnings.catch_warnings():  # "Cython rank evaluation ... unavailable": expected, see above
+        warnings.simplefilter("ignore", UserWarning)
+        spec.loader.exec_module(module)
     assert not module.IS_CYTHON_AVAI
     return module
 

@@ -50,6 +50,17 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _unpickler_reason(exc: BaseException) -> str:
+    """The useful line of torch's long weights-only error (``Unsupported operand 110``, ``Unsupported
+    global: GLOBAL x.Y``), else its first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return (rest or (lines[i + 1] if i + 1 < len(lines) else line)).split(". Please")[0][:200]
+    return _first_line(exc)[:200]
+
+
 def read_torch_file(path: Path, *, who: str) -> Any:
     """``torch.load(path, map_location='cpu', weights_only=True)`` with one-line errors.
 
@@ -62,13 +73,14 @@ def read_torch_file(path: Path, *, who: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only" in str(exc):
+        text = str(exc)
+        if "Unsupported global" in text or "can still be loaded" in text:
             raise AdvbenchError(
                 f"{who}: {path} holds objects other than tensors and cannot be read with "
-                f"weights_only=True ({_first_line(exc)}); if you trust the file, re-save its state dict "
-                "as a plain dict of tensors"
+                f"weights_only=True ({_unpickler_reason(exc)}); if you trust the file, re-save its state "
+                "dict as a plain dict of tensors"
             ) from exc
-        raise AdvbenchError(f"{who}: {path} is not a torch checkpoint ({_first_line(exc)})") from exc
+        raise AdvbenchError(f"{who}: {path} is not a torch checkpoint ({_unpickler_reason(exc)})") from exc
     except Exception as exc:  # a foreign file can fail anywhere inside the unpickler
         raise AdvbenchError(f"{who}: {path} is not a torch checkpoint ({_first_line(exc)})") from exc
 

@@ -10,6 +10,7 @@ model of the variant's recipe that advbench can train. Torch-heavy modules are i
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,14 @@ def build_fastreid(
     pretrained: bool | str = False,
     **params: Any,
 ) -> Victim:
-    """Untrained ``variant`` at the dataset's ``input_size`` with a ``num_classes``-way classifier."""
+    """Untrained ``variant`` with a ``num_classes``-way classifier, running at the dataset's ``input_size``
+    (its config's ``size_test``, so that a saved config.yaml reloads it as it was)."""
     from advbench_fastreid.imagenet import init_backbone
     from advbench_fastreid.model import FastReidVictim
     from advbench_fastreid.variants import variant_config
 
     _unknown(params, tuple(DEFAULTS), "build")
-    cfg = variant_config(variant)
+    cfg = dataclasses.replace(variant_config(variant), size_test=(int(input_size[0]), int(input_size[1])))
     victim = FastReidVictim(cfg, input_size=input_size, classifier_rows=num_classes, num_classes=num_classes)
     victim.init = init_backbone(victim.backbone, pretrained, with_ibn=cfg.with_ibn)
     return victim

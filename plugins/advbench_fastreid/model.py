@@ -61,11 +61,10 @@ class FastReidVictim(Victim):
         self.pixel_std.copy_(std.reshape(1, 3, 1, 1))
 
     def preprocess(self, images: Tensor) -> Tensor:
-        """[0, 1] images -> the network's input: 0-255, resized to ``run_size``, normalised."""
-        x = images * 255.0
-        if tuple(x.shape[-2:]) != self.run_size:
-            x = F.interpolate(x, size=self.run_size, mode="bilinear", align_corners=False)
-        return (x - self.pixel_mean) / self.pixel_std
+        """[0, 1] images -> the network's input: resized to ``run_size``, in 0-255, normalised."""
+        if tuple(images.shape[-2:]) != self.run_size:
+            images = F.interpolate(images, size=self.run_size, mode="bilinear", align_corners=False)
+        return (images * 255.0 - self.pixel_mean) / self.pixel_std
 
     def pooled_and_neck(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(pooled backbone feature, neck output) of one view."""
