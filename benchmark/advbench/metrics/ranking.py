@@ -56,6 +56,9 @@ TOPK: tuple[int, ...] = (1, 5, 10)
 
 Ties = Literal["after", "before"]
 
+#: How many random keys :func:`draw_targets` holds at a time (it draws whole query rows per block).
+_KEY_BLOCK = 1 << 22
+
 
 def _check_candidates(distmat: Tensor, candidates: Tensor) -> None:
     if not isinstance(distmat, Tensor) or distmat.ndim != 2:
@@ -251,7 +254,7 @@ def draw_targets(query_pids: Tensor, gallery_pids: Tensor, k: int, seed: int) ->
     q, g = qp.shape[0], gp.shape[0]
     if q == 0:
         return torch.empty((0, k), dtype=torch.long)
-    eligible_counts = g - (qp[:, None] == gp[None, :]).sum(axis=1) if g else np.zeros(q, dtype=np.int64)
+    eligible_counts = g - (qp[:, None] == gp[None, :]).sum(axis=1)
     short = np.flatnonzero(eligible_counts < k)
     if short.size:
         i = int(short[0])
@@ -260,7 +263,7 @@ def draw_targets(query_pids: Tensor, gallery_pids: Tensor, k: int, seed: int) ->
             f"fewer than k={k} ({short.size} such queries)"
         )
     bitgen = np.random.PCG64(seed)
-    chunk = max(1, (1 << 22) // g)  # rows per block: a few MiB of keys at a time
+    chunk = max(1, _KEY_BLOCK // g)  # query rows per block
     out = np.empty((q, k), dtype=np.int64)
     for start in range(0, q, chunk):
         stop = min(q, start + chunk)
