@@ -96,7 +96,8 @@ def candidate_ranks(distmat: Tensor, candidates: Tensor, *, ties: Ties = "after"
     candidate ``c`` of query ``i`` is the number of other gallery items ``j`` with
     ``distmat[i, j] < distmat[i, c]``, plus with ``ties="after"`` (default) those with
     ``distmat[i, j] == distmat[i, c]`` (see the module's note on ties). Each candidate is ranked
-    against the whole gallery, other candidates included. The result lies on ``distmat``'s device
+    against the whole gallery, other candidates included (no junk or same-camera filtering as in
+    mAP). The result lies on ``distmat``'s device
     (CPU or CUDA); one sort of each row, memory O(Q·G).
     """
     if ties not in ("after", "before"):
