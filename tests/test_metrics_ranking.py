@@ -15,6 +15,7 @@ from advbench.metrics.ranking import (
     candidate_ranks,
     draw_targets,
     normalised_ranks,
+    scores_from_ranks,
     target_intervals,
     target_scores,
 )
@@ -374,3 +375,20 @@ def test_draw_targets_errors() -> None:
     with pytest.raises(AdvbenchError, match="1-D"):
         draw_targets(torch.zeros(2, 2), torch.tensor([1, 2]), 1, 0)
     assert draw_targets(torch.tensor([], dtype=torch.long), torch.tensor([1, 2]), 1, 0).shape == (0, 1)
+
+
+def test_scores_from_stored_ranks_equal_scores_from_the_distances() -> None:
+    gen = torch.Generator().manual_seed(3)
+    distmat = torch.rand(7, 30, generator=gen)
+    candidates = torch.randint(0, 30, (7, 4), generator=gen)
+    direct = target_scores(distmat, candidates)
+    stored = scores_from_ranks(candidate_ranks(distmat, candidates).tolist(), 30)
+    assert (direct.mean_rank, direct.top1, direct.top5, direct.top10) == (
+        stored.mean_rank,
+        stored.top1,
+        stored.top5,
+        stored.top10,
+    )
+    assert np.array_equal(direct.query_rank, stored.query_rank)
+    with pytest.raises(AdvbenchError, match="must lie in"):
+        scores_from_ranks([[30]], 30)

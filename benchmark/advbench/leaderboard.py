@@ -20,7 +20,7 @@ import pandas as pd
 
 from advbench.io import atomic_write_text
 from advbench.metrics.bootstrap import paired_intervals
-from advbench.metrics.ranking import TARGET_COLUMNS, target_columns
+from advbench.metrics.ranking import scores_from_ranks, target_intervals
 from advbench.records import CraftRecord, DetectRecord, EvalRecord, Record
 
 if TYPE_CHECKING:
@@ -30,6 +30,16 @@ StripSource = Callable[[CraftRecord, EvalRecord], "list[StripExample] | None"]
 """Pixels of an evaluation's example queries and their ranked gallery images (None: unavailable)."""
 RESAMPLES = 1000
 INTERVALS = ("clean_mAP", "adv_mAP", "mAP_drop", "transfer_rate")
+TARGET_INTERVALS = ("clean_target_rank", "adv_target_rank", "target_rank_change")
+TARGET_COLUMNS = [
+    "n_targets",
+    *TARGET_INTERVALS,
+    *(f"{name}_ci_{end}" for name in TARGET_INTERVALS for end in ("low", "high")),
+    *(f"{side}_target_top{k}" for k in (1, 5, 10) for side in ("clean", "adv")),
+]
+"""Columns of targeted and demote rows (NaN on untargeted ones): the chosen candidates' mean
+normalised rank (0 top, 1 bottom) before, after and its change with 95% paired bootstrap intervals,
+and the share (%) of (query, candidate) pairs within the top 1/5/10 before and after."""
 
 # Column order of results.csv; the README documents each one.
 COLUMNS = [
@@ -113,6 +123,7 @@ DECIMALS = {
     "l0": 4,
     "sec_per_image": 4,
     "fit_seconds": 1,
+    **{c: 4 for c in TARGET_COLUMNS if "target_rank" in c},
 }
 
 
@@ -139,6 +150,26 @@ def _intervals(craft: CraftRecord, ev: EvalRecord, white: EvalRecord | None) -> 
             seed=craft.seed,
         )
     return {f"{name}_ci_{end}": ci[name][i] for name in INTERVALS for i, end in enumerate(("low", "high"))}
+
+
+def target_columns(ev: EvalRecord, seed: int) -> dict[str, float]:
+    """The :data:`TARGET_COLUMNS` of an evaluation (NaN unless it ranked a craft's candidates)."""
+    if ev.clean_target_ranks is None or ev.adv_target_ranks is None:
+        return dict.fromkeys(TARGET_COLUMNS, float("nan"))
+    clean = scores_from_ranks(np.asarray(ev.clean_target_ranks), ev.n_gallery)
+    adv = scores_from_ranks(np.asarray(ev.adv_target_ranks), ev.n_gallery)
+    ci = target_intervals(clean, adv, resamples=RESAMPLES, seed=seed)
+    out: dict[str, float] = {
+        "n_targets": float(clean.k),
+        "clean_target_rank": clean.mean_rank,
+        "adv_target_rank": adv.mean_rank,
+        "target_rank_change": adv.mean_rank - clean.mean_rank,
+    }
+    out.update({f"{n}_ci_{end}": ci[n][i] for n in TARGET_INTERVALS for i, end in enumerate(("low", "high"))})
+    for k in (1, 5, 10):
+        out[f"clean_target_top{k}"] = getattr(clean, f"top{k}")
+        out[f"adv_target_top{k}"] = getattr(adv, f"top{k}")
+    return out
 
 
 def _row(

@@ -170,9 +170,22 @@ def target_scores(distmat: Tensor, candidates: Tensor, *, ties: Ties = "after") 
     Ranks as in :func:`candidate_ranks` (same ``ties`` rule); at least one query is needed.
     """
     ranks = candidate_ranks(distmat, candidates, ties=ties)
-    q, g = distmat.shape
+    return scores_from_ranks(ranks, distmat.shape[1])
+
+
+def scores_from_ranks(ranks: Tensor | np.ndarray, n_gallery: int) -> TargetScores:
+    """The :class:`TargetScores` of candidate ranks ``[Q, k]`` already computed against a gallery
+    of ``n_gallery`` items (what an evaluation record stores)."""
+    ranks = torch.as_tensor(np.asarray(ranks) if not isinstance(ranks, Tensor) else ranks)
+    if ranks.ndim != 2 or ranks.shape[1] < 1 or ranks.is_floating_point():
+        raise AdvbenchError(
+            f"candidate ranks must be an integer [Q, k] array with k >= 1, got {tuple(ranks.shape)}"
+        )
+    q, g = ranks.shape[0], int(n_gallery)
     if q < 1:
         raise AdvbenchError("target scores need at least one query, got Q=0")
+    if int(ranks.min()) < 0 or int(ranks.max()) >= g:
+        raise AdvbenchError(f"candidate ranks must lie in [0, {g - 1}] for a gallery of {g}")
     per_query_rank = normalised_ranks(ranks, g).mean(dim=1).cpu().numpy()
     shares = [(ranks < t).to(torch.float64).mean(dim=1).cpu().numpy() for t in TOPK]
     return TargetScores(
@@ -185,7 +198,7 @@ def target_scores(distmat: Tensor, candidates: Tensor, *, ties: Ties = "after") 
         query_top5=_frozen(shares[1]),
         query_top10=_frozen(shares[2]),
         n_gallery=int(g),
-        k=int(candidates.shape[1]),
+        k=int(ranks.shape[1]),
     )
 
 
