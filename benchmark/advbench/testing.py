@@ -22,6 +22,10 @@ Rules (docs/plugins.md explains why each one matters to the runner):
   [0, 1], within ``eps/255`` (+1e-6) in L∞, and leaves its input untouched. An attack that
   ``needs_fit`` writes only under its ``cache_dir``, writes something there, and a second attack
   built alike reuses it: ``fit`` with the same key rewrites nothing and calls the victim less.
+  An attack whose spec lists a query-side ``targeted`` or ``demote`` threat is also called with
+  ``targets=Targets(goal, [B, k] gallery rows)`` drawn as the runner draws them, under the same
+  rules, leaves the targets untouched and gives the same images for one seed of the global
+  generator; an attack that lists no untargeted threat is not called without targets.
 * datasets: the three splits are non-empty, camids are 0-based, train pids are ``0..N-1``, query and
   gallery share identities, every sample's file exists, the fingerprint is stable across loads; for
   datasets read from a root, it changes when one file changes (checked on a copy of the root)
@@ -61,6 +65,7 @@ from advbench.api import (
     InputDefence,
     RankingDefence,
     ReidDataset,
+    Targets,
     Victim,
     VictimSpec,
 )
@@ -471,6 +476,7 @@ def check_attack(
     gallery = _bank(victim, _split(4, 2, size, seed=11), device)
     query = _split(4, 1, size, seed=12)
     train = _split(8, 4, size, seed=13)
+    goals = {t.goal for t in spec.threats if t.side == "query"}
     with contextlib.ExitStack() as stack:
         root = Path(tmp_dir) if tmp_dir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for e in eps:
@@ -480,10 +486,56 @@ def check_attack(
                 attack = _fit_twice(name, float(e), victim, train, root / f"fit-{name}-{e:g}", build, attack)
             clean = query.batch(slice(None), device)
             kept = clean.clone()
-            adv = attack.perturb(
-                victim, clean, query.pids.to(device), query.camids.to(device), gallery=gallery
-            )
-            _check_output(name, float(e), clean, kept, adv)
+            pids, camids = query.pids.to(device), query.camids.to(device)
+            if "untargeted" in goals or not goals:
+                adv = attack.perturb(victim, clean, pids, camids, gallery=gallery)
+                _check_output(name, float(e), clean, kept, adv)
+            for goal in sorted(goals & {"targeted", "demote"}):
+                _check_targeted(name, float(e), attack, victim, clean, kept, pids, camids, gallery, goal)
+
+
+def _check_targeted(
+    name: str,
+    eps: float,
+    attack: Attack,
+    victim: Victim,
+    clean: Tensor,
+    kept: Tensor,
+    pids: Tensor,
+    camids: Tensor,
+    gallery: FeatureBank,
+    goal: Any,
+) -> None:
+    """A targeted or demote craft, as the runner makes it: ``targets=Targets(goal, [B, k] gallery rows)``.
+
+    The candidates are drawn with the runner's rule (:func:`advbench.metrics.ranking.draw_targets`,
+    k = 2 of other identities, seed 0). The output must obey the rules of every craft, the targets must
+    be left untouched, and, the global generator seeded alike (as the runner seeds each batch), two
+    calls must give the same images.
+    """
+    from advbench.metrics.ranking import draw_targets
+
+    label = f"{name} ({goal})"
+    rows = draw_targets(pids.cpu(), gallery.pids.cpu(), 2, seed=0).to(clean.device)
+    kept_rows = rows.clone()
+
+    def craft() -> Any:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return attack.perturb(victim, clean, pids, camids, gallery=gallery, targets=Targets(goal, rows))
+
+    adv = craft()
+    _check_output(label, eps, clean, kept, adv)
+    if not torch.equal(rows, kept_rows):
+        raise _fail("attack", label, "perturb must not modify targets.indices in place", f"at eps={eps:g}")
+    again = craft()
+    if (diff := _close(adv.detach(), again.detach(), rel=1e-5)) is not None:
+        raise _fail(
+            "attack",
+            label,
+            "perturb must be deterministic for one seed of the global generator",
+            f"two seeded calls differ by {diff:.3g} at eps={eps:g}",
+        )
 
 
 # ----------------------------------------------------------------------------------------- datasets
