@@ -126,15 +126,19 @@ def randomise(model: nn.Module, size: tuple[int, int], seed: int = 0) -> nn.Modu
     return model.eval()
 
 
-def build_and_save(model: str, folder: Path, num_classes: int, size: tuple[int, int], seed: int = 0) -> Any:
-    """fast-reid's own ``build_model`` for ``model``, randomised and saved as its ``Checkpointer``
-    saves (``folder/model_final.pth`` = ``{"model": state_dict, ...}``) with ``cfg.dump()`` as
-    ``folder/config.yaml``; returns the model in eval mode."""
+def build_and_save(
+    model: str, folder: Path, num_classes: int, size: tuple[int, int], seed: int = 0, embedding_dim: int = 0
+) -> Any:
+    """fast-reid's own ``build_model`` for ``model`` (with a 1x1 embedding conv to ``embedding_dim``
+    when > 0), randomised and saved as its ``Checkpointer`` saves (``folder/model_final.pth`` =
+    ``{"model": state_dict, ...}``) with ``cfg.dump()`` as ``folder/config.yaml``; returns the model
+    in eval mode."""
     require_fastreid()
     from fastreid.modeling import build_model
     from fastreid.utils.checkpoint import Checkpointer
 
     cfg = recipe_cfg(model, num_classes, size)
+    cfg.MODEL.HEADS.EMBEDDING_DIM = embedding_dim
     torch.manual_seed(seed)
     net = randomise(build_model(cfg), size, seed)
     folder.mkdir(parents=True, exist_ok=True)

@@ -370,11 +370,12 @@ def test_pretrained_weights_come_from_a_local_file_only(
 
 
 # ------------------------------------------------------------------------------ against fast-reid
-@pytest.mark.parametrize("model", MODELS)
-def test_features_equal_fastreids_own_model(tmp_path: Path, model: str) -> None:
-    net = build_and_save(model, tmp_path, num_classes=8, size=SMALL)
-    assert len(net.state_dict()) == KEYS[model]
+@pytest.mark.parametrize(("model", "embedding"), [*((m, 0) for m in MODELS), ("agw-r50", 256)])
+def test_features_equal_fastreids_own_model(tmp_path: Path, model: str, embedding: int) -> None:
+    net = build_and_save(model, tmp_path, num_classes=8, size=SMALL, embedding_dim=embedding)
+    assert len(net.state_dict()) == KEYS[model] + (1 if embedding else 0)  # the 1x1 conv's weight
     ours = load_fastreid(tmp_path / "model_final.pth", input_size=SMALL, num_classes=8, variant=model)
+    assert ours.feature_dim == (embedding or 2048)
     images = _images(3)
     with torch.no_grad():
         diff = float((ours.features(images) - oracle_features(net, images)).abs().max())
@@ -428,7 +429,9 @@ def test_metrics_equal_fastreids_evaluate_rank() -> None:
 def test_advbench_run_on_a_fastreid_checkpoint(tmp_path: Path) -> None:
     """``advbench run --victims fastreid:bot-r50 --victim-weights fastreid:bot-r50=PATH`` on the tiny
     synthetic dataset; the checkpoint is fast-reid's own when the oracle is installed, else one saved
-    in its format by this plugin. Its config's INPUT.SIZE_TEST is the data's 32x16, so no resize."""
+    in its format by this plugin. Its config's INPUT.SIZE_TEST is the data's 32x16, so no resize, and
+    it has a 128-d embedding conv (MODEL.HEADS.EMBEDDING_DIM): every evaluation computes a Fréchet
+    distance of the features, whose D x D eigendecomposition takes 10-25 s at 2048-d on 2 cores."""
     import pandas as pd
 
     from advbench.cli import main
@@ -436,9 +439,12 @@ def test_advbench_run_on_a_fastreid_checkpoint(tmp_path: Path) -> None:
     size = (TINY_SYNTHETIC["height"], TINY_SYNTHETIC["width"])
     folder = tmp_path / "logs"
     if oracle_dir() is not None:
-        build_and_save("bot-r50", folder, num_classes=751, size=size)
+        build_and_save("bot-r50", folder, num_classes=751, size=size, embedding_dim=128)
     else:
-        _save(_built(num_classes=751, size=size), folder, size_test=size, num_classes=751)
+        torch.manual_seed(0)
+        cfg = dataclasses.replace(VARIANTS["bot-r50"], size_test=size, embedding_dim=128, num_classes=751)
+        own = randomise(FastReidVictim(cfg, input_size=size, classifier_rows=751, num_classes=751), size)
+        _save(own, folder)  # type: ignore[arg-type]
     params = [f"--dataset-param=synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()]
     args = ["run", "--datasets", "synthetic", "--victims", "fastreid:bot-r50", "--attacks", "fgsm"]
     args += ["--eps", "8", "--victim-weights", f"fastreid:bot-r50={folder / 'model_final.pth'}"]
