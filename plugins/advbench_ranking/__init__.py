@@ -66,9 +66,9 @@ def advbench_attacks() -> list[AttackSpec]:
     return [
         AttackSpec(
             name="rank-pgd",
-            description="Query attack QA+/QA- (Zhou et al. ECCV 2020): PGD-10 on the triplet-style ranking loss of the chosen candidates, semantics-preserving term on",
+            description="Query attack QA+/QA- (Zhou et al. ECCV 2020): PGD-10 on the triplet-style ranking loss of the chosen candidates; sp=True adds the semantics-preserving term",
             build=_rank_pgd,
-            defaults={"steps": 10, "random_start": True, "sp": True, "sp_k": 5, "gallery_sample": 0},
+            defaults={"steps": 10, "random_start": True, "sp": False, "sp_k": 5, "gallery_sample": 0},
             default=False,
             threat_model="white-box, L∞, targeted/demote candidates",
             version=__version__,

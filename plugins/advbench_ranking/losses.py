@@ -1,7 +1,9 @@
 """Pure loss functions of the ranking and metric attacks: features in, per-image losses out.
 
-Every loss is *maximised* by the attack (the PGD loop ascends it) and returns one value per image of
-the batch, so a batch's result never depends on the other images in it. Distances are the ones
+The metric losses (:func:`metric_loss`, :func:`furthest_negative_loss`) are *maximised* by their
+attacks; the ranking losses (:func:`query_attack_loss`, :func:`candidate_attack_loss`) are hinges of
+the violated ranking inequalities, zero when the goal is met, and are *minimised*. Each returns one
+value per image of the batch, so a batch's result never depends on the other images in it. Distances are the ones
 advbench ranks with (:mod:`advbench.metrics.reid`): ``cosine`` is ``1 - cos(a, b)`` of the
 L2-normalised rows, ``euclidean`` is the **squared** Euclidean distance. They are computed in float32
 whatever the features' dtype, so an attack run under autocast ranks like the evaluation.
