@@ -115,9 +115,10 @@ class TorchreidVictim(Victim):
         self.distance: Distance = metric  # type: ignore[assignment]
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.image_size = parse_size(image_size, default_size or self.input_size, arch)
+        num_classes = int(num_classes or 0)
         head = int(num_classes if head_classes is None else head_classes)
         self.head_classes = max(head, 1)
-        self.num_classes = int(num_classes) if head == int(num_classes) and head > 0 else 0
+        self.num_classes = num_classes if head == num_classes and head > 0 else 0
         self.no_head = "" if self.num_classes else f"torchreid:{arch} has no identity classifier"
         # pretrained=False always: torchreid's True downloads; ImageNet weights come from local files.
         self.model = models.build_model(
