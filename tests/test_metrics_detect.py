@@ -232,3 +232,23 @@ def test_logistic_detector_on_spectral_features_and_bad_input():
         fit_logistic(feats, labels * 2)
     with pytest.raises(AdvbenchError, match="expects"):
         detector(feats[:, :3])
+
+
+def test_frechet_distance_in_sample_space_matches_the_general_formula():
+    """Above SAMPLE_SPACE_DIM dimensions with fewer samples than dimensions (2048-d features, a few
+    hundred queries) the N x M route gives the D x D formula's value."""
+    from advbench.metrics import detect
+
+    dim = detect.SAMPLE_SPACE_DIM + 16
+    a = torch.randn(40, dim, generator=gen(13)) * torch.rand(dim, generator=gen(14))
+    b = torch.randn(30, dim, generator=gen(15)) * 0.5 + 0.2
+    a64, b64 = a.double(), b.double()
+    s_a, s_b = torch.cov(a64.T), torch.cov(b64.T)
+    root = torch.linalg.eigh(s_a)
+    half = (root.eigenvectors * root.eigenvalues.clamp(min=0).sqrt()) @ root.eigenvectors.T
+    tr_sqrt = torch.linalg.eigvalsh(half @ s_b @ half).clamp(min=0).sqrt().sum()
+    expected = float((a64.mean(0) - b64.mean(0)).square().sum() + s_a.trace() + s_b.trace() - 2 * tr_sqrt)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(a, a.clone()) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(AdvbenchError, match="N >= 2"):
+        frechet_distance(a[:1], b)

@@ -341,12 +341,6 @@ def test_run_with_a_torchreid_checkpoint(
     assert all(math.isfinite(float(r["clean_mAP"])) and math.isfinite(float(r["adv_mAP"])) for r in rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the core's read_checkpoint reads --victim-weights with plain weights_only=True and refuses "
-    "the NumPy rank1 of torchreid's engine before the plugin's loader sees the file",
-)
 def test_run_with_an_engine_checkpoint(session_cache: Path, tmp_path: Path, checkpoint: Path) -> None:
     """The fixture's checkpoint, as torchreid's engine writes it (rank1 a NumPy scalar)."""
     name = f"torchreid:{ARCH}"

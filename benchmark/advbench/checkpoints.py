@@ -8,6 +8,7 @@ trained on. Foreign checkpoints (an official release) go through the spec's own 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,13 @@ def read_checkpoint(path: Path) -> dict[str, Any] | None:
         raise AdvbenchError(f"checkpoint not found: {path}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # e.g. torchreid's engine stores rank1 as a NumPy scalar:
+            return None  # not advbench's format (which holds tensors and plain values); the plugin reads it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AdvbenchError(
+            f"cannot read checkpoint {path}: not a readable torch checkpoint (truncated or damaged?): {first}"
+        ) from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AdvbenchError(

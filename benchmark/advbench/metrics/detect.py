@@ -26,6 +26,7 @@ Definitions (images are float ``[N, C, H, W]``; everything is computed in float6
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -211,6 +212,11 @@ def _psd_sqrt(s: Tensor) -> Tensor:
     return (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
 
 
+SAMPLE_SPACE_DIM = 1024
+"""Above this feature dimension (with fewer samples than dimensions) :func:`frechet_distance` works
+in sample space."""
+
+
 def frechet_distance(a: Tensor, b: Tensor) -> float:
     """Fréchet distance between Gaussians fitted to the rows of ``a [N, D]`` and ``b [M, D]``.
 
@@ -218,7 +224,18 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     the matrix square root is taken from the eigenvalues (clamped at 0) of the symmetric PSD
     ``S_a^(1/2) S_b S_a^(1/2)``, which has the same spectrum as ``S_a S_b`` and avoids a general
     matrix square root. Round-off below 0 is reported as 0.
+
+    With fewer samples than dimensions (2048-d fast-reid features, 200 queries) the same trace is
+    taken in sample space: with centred rows ``A``, ``B``, ``S_a S_b`` has the nonzero spectrum of
+    ``(A Bᵀ)(B Aᵀ) / ((N-1)(M-1))``, so ``Tr (S_a S_b)^(1/2)`` is the nuclear norm of ``A Bᵀ`` over
+    ``sqrt((N-1)(M-1))``: an ``N x M`` SVD instead of ``D x D`` eigendecompositions (measured
+    0.3-0.6 s against 0.01 s at D = 2048 on 2 CPU cores). It is used above :data:`SAMPLE_SPACE_DIM`
+    dimensions only, so that the values of earlier leaderboards (D <= 1024) reproduce to the digit:
+    the two agree to ~1e-8 relative, the sample-space one without the clamped round-off eigenvalues.
     """
+    small = a.ndim == 2 and b.ndim == 2 and min(a.shape[0], b.shape[0]) < a.shape[-1]
+    if small and a.shape[-1] == b.shape[-1] and a.shape[-1] > SAMPLE_SPACE_DIM:
+        return _frechet_in_sample_space(a, b)
     mu_a, s_a = _gaussian(a, "first feature set")
     mu_b, s_b = _gaussian(b, "second feature set")
     if mu_a.shape != mu_b.shape:
@@ -227,6 +244,20 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     middle = root_a @ s_b @ root_a
     tr_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
     fd = (mu_a - mu_b).square().sum() + torch.trace(s_a) + torch.trace(s_b) - 2 * tr_sqrt
+    return max(float(fd), 0.0)
+
+
+def _frechet_in_sample_space(a: Tensor, b: Tensor) -> float:
+    """:func:`frechet_distance` through the ``N x M`` cross-product of centred samples (N, M < D)."""
+    for x, name in ((a, "first feature set"), (b, "second feature set")):
+        if x.shape[0] < 2:
+            raise AdvbenchError(f"{name} must be [N, D] with N >= 2 samples, got shape {tuple(x.shape)}")
+    a, b = a.to(torch.float64), b.to(torch.float64)
+    ca, cb = a - a.mean(0), b - b.mean(0)
+    na, nb = a.shape[0] - 1, b.shape[0] - 1
+    tr_sqrt = torch.linalg.svdvals(ca @ cb.T).sum() / math.sqrt(na * nb)
+    traces = ca.square().sum() / na + cb.square().sum() / nb
+    fd = (a.mean(0) - b.mean(0)).square().sum() + traces - 2 * tr_sqrt
     return max(float(fd), 0.0)
 
 
