@@ -110,3 +110,53 @@ def test_bad_axes_are_one_line_errors(tmp_path, field: str, value, message: str)
     with pytest.raises(AdvbenchError, match=message) as info:
         validate(config, get_registry())
     assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_targeted_and_demote_rows_on_the_tiny_grid(session_cache, tmp_path) -> None:
+    """rank-pgd pushes its chosen candidates up (targeted) and down (demote) on the white-box victim;
+    the untargeted rows of the same run equal those of a run without --goal."""
+    import pandas as pd
+    from conftest import TINY_VICTIMS, tiny_cli
+
+    from advbench.cli import main
+    from advbench.records import CraftRecord
+    from advbench.store import ResultStore
+
+    grid = ("--eps", "8", "--attacks", "pgd,rank-pgd")
+    wide = tmp_path / "wide"
+    assert main([*tiny_cli(session_cache, wide), *grid, "--goal", "untargeted,targeted,demote"]) == 0
+    assert main([*tiny_cli(session_cache, tmp_path / "plain"), *grid]) == 0
+    timing = ["sec_per_image", "fit_seconds"]
+    frame = pd.read_csv(wide / "results.csv")
+    plain = pd.read_csv(tmp_path / "plain" / "results.csv")
+    assert set(plain["goal"]) == {"untargeted"} and set(plain["attack"]) == {"pgd"}
+    untargeted = frame[frame["goal"] == "untargeted"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(untargeted.drop(columns=timing), plain.drop(columns=timing))
+    assert untargeted["clean_target_rank"].isna().all()
+
+    ranked = frame[frame["attack"] == "rank-pgd"]
+    assert set(ranked["goal"]) == {"targeted", "demote"} and set(ranked["side"]) == {"query"}
+    n_victims = len(TINY_VICTIMS.split(","))
+    assert len(ranked) == 2 * n_victims * n_victims  # two goals x sources x targets
+    white = ranked[ranked["setting"] == "whitebox"]
+    for row in white.itertuples():
+        assert 0.2 < row.clean_target_rank < 0.8  # random other identities: mid-ranking before
+        assert row.clean_target_rank_ci_low <= row.clean_target_rank <= row.clean_target_rank_ci_high
+        if row.goal == "targeted":
+            assert row.adv_target_rank < row.clean_target_rank - 0.2
+            assert row.adv_target_top10 > row.clean_target_top10
+        else:
+            assert row.adv_target_rank > row.clean_target_rank + 0.1
+        assert row.target_rank_change == pytest.approx(row.adv_target_rank - row.clean_target_rank, abs=2e-4)
+        assert row.n_targets == 5 and row.linf <= 8
+
+    crafts = [r for r in ResultStore(wide / ".store").records() if isinstance(r, CraftRecord)]
+    targeted = [c for c in crafts if c.goal != "untargeted"]
+    assert len(targeted) == 2 * n_victims
+    for craft in targeted:
+        assert craft.targets is not None and len(craft.targets) == craft.n_query
+        assert all(len(set(row)) == 5 for row in craft.targets)
+    summary = (wide / "summary.md").read_text()
+    assert "## Query-side targeted attacks" in summary and "## Query-side demote attacks" in summary
