@@ -476,6 +476,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 print(f"    {''.ljust(width)} defaults: {', '.join(defaults)}")
             if getattr(spec, "variants", ()):
                 print(f"    {''.ljust(width)} variants: {', '.join(spec.variants)}")
+            threats = [t.label for t in getattr(spec, "threats", ())]
+            if kind == "attack" and threats != ["query/untargeted/linf"]:
+                print(f"    {''.ljust(width)} threats: {', '.join(threats)} (side/goal/budget)")
     print("\n* = in the default selection; name:<variant> = a family (timm:resnet50, torchattacks:APGD)")
     for line in registry.problems_report():  # each left-out plugin: package, why, how to disable it
         print(line)
