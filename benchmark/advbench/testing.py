@@ -25,7 +25,10 @@ Rules (docs/plugins.md explains why each one matters to the runner):
   An attack whose spec lists a query-side ``targeted`` or ``demote`` threat is also called with
   ``targets=Targets(goal, [B, k] gallery rows)`` drawn as the runner draws them, under the same
   rules, leaves the targets untouched and gives the same images for one seed of the global
-  generator; an attack that lists no untargeted threat is not called without targets.
+  generator; an attack that lists no untargeted threat is not called without targets. An attack
+  whose spec lists a ``patch`` budget is also built as the runner builds a patch craft
+  (``eps=255, area=0.1``) and, instead of the L∞ rule, may change at most ``floor(area * H * W)``
+  pixel locations (any channel) of each image.
 * datasets: the three splits are non-empty, camids are 0-based, train pids are ``0..N-1``, query and
   gallery share identities, every sample's file exists, the fingerprint is stable across loads; for
   datasets read from a root, it changes when one file changes (checked on a copy of the root)
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -74,6 +78,9 @@ DEFAULT_INPUT_SIZE = (64, 32)
 """(H, W) the kit uses when no dataset input size is given: small, but deep enough for a ResNet."""
 
 LINF_SLACK = 1e-6
+
+PATCH_AREA = 0.1
+"""The patch area (fraction of the image) the kit builds a ``patch``-budget attack with, at eps=255."""
 
 
 class ConformanceError(AssertionError):
@@ -428,9 +435,12 @@ def _fit_twice(
     return second
 
 
-def _check_output(name: str, eps: float, clean: Tensor, kept: Tensor, adv: Any) -> None:
-    """Shape, dtype, device, finiteness, range and budget of one ``perturb`` output."""
-    fail = lambda rule, detail: _fail("attack", name, rule, f"{detail} at eps={eps:g}")  # noqa: E731
+def _check_output(
+    name: str, eps: float, clean: Tensor, kept: Tensor, adv: Any, area: float | None = None
+) -> None:
+    """Shape, dtype, device, finiteness, range and budget (L∞, or the patch area) of one ``perturb`` output."""
+    where = f"eps={eps:g}" + (f" area={area:g}" if area is not None else "")
+    fail = lambda rule, detail: _fail("attack", name, rule, f"{detail} at {where}")  # noqa: E731
     if not isinstance(adv, Tensor):
         raise fail("perturb must return a Tensor", f"got {type(adv).__name__}")
     if adv.shape != clean.shape:
@@ -449,6 +459,15 @@ def _check_output(name: str, eps: float, clean: Tensor, kept: Tensor, adv: Any) 
     low, high = float(adv.min()), float(adv.max())
     if low < 0.0 or high > 1.0:
         raise fail("perturb must return images in [0, 1]", f"got values in [{low:.4g}, {high:.4g}]")
+    if area is not None:
+        limit = math.floor(area * clean.shape[2] * clean.shape[3])
+        changed = (adv.detach() != clean).any(dim=1).flatten(1).sum(1)
+        if int(changed.max()) > limit:
+            raise fail(
+                f"a patch attack may change at most floor(area*H*W) = {limit} pixel locations per image",
+                f"image {int(changed.argmax())} has {int(changed.max())} changed",
+            )
+        return
     linf = float((adv.detach() - clean).abs().max())
     if linf > eps / 255.0 + LINF_SLACK:
         raise fail(
@@ -476,22 +495,31 @@ def check_attack(
     gallery = _bank(victim, _split(4, 2, size, seed=11), device)
     query = _split(4, 1, size, seed=12)
     train = _split(8, 4, size, seed=13)
-    goals = {t.goal for t in spec.threats if t.side == "query"}
+    budgets = {t.budget for t in spec.threats}
+    crafts = [(float(e), None) for e in eps] if budgets - {"patch"} else []
+    if "patch" in budgets:  # built as the runner builds a patch craft
+        crafts.append((255.0, PATCH_AREA))
     with contextlib.ExitStack() as stack:
         root = Path(tmp_dir) if tmp_dir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        for e in eps:
-            build = lambda e=e: build_attack(spec, e, variant=variant, params=params)  # noqa: E731
+        for e, area in crafts:
+            budget = "linf" if area is None else "patch"
+            goals = {t.goal for t in spec.threats if t.side == "query" and t.budget == budget}
+            own = {**(params or {}), **({"area": area} if area is not None else {})}
+            build = lambda e=e, own=own: build_attack(spec, e, variant=variant, params=own)  # noqa: E731
             attack = build()
             if attack.needs_fit:
-                attack = _fit_twice(name, float(e), victim, train, root / f"fit-{name}-{e:g}", build, attack)
+                fit_dir = root / (f"fit-{name}-{e:g}" + ("" if area is None else f"-area{area:g}"))
+                attack = _fit_twice(name, float(e), victim, train, fit_dir, build, attack)
             clean = query.batch(slice(None), device)
             kept = clean.clone()
             pids, camids = query.pids.to(device), query.camids.to(device)
             if "untargeted" in goals or not goals:
                 adv = attack.perturb(victim, clean, pids, camids, gallery=gallery)
-                _check_output(name, float(e), clean, kept, adv)
+                _check_output(name, float(e), clean, kept, adv, area)
             for goal in sorted(goals & {"targeted", "demote"}):
-                _check_targeted(name, float(e), attack, victim, clean, kept, pids, camids, gallery, goal)
+                _check_targeted(
+                    name, float(e), attack, victim, clean, kept, pids, camids, gallery, goal, area
+                )
 
 
 def _check_targeted(
@@ -505,6 +533,7 @@ def _check_targeted(
     camids: Tensor,
     gallery: FeatureBank,
     goal: Any,
+    area: float | None = None,
 ) -> None:
     """A targeted or demote craft, as the runner makes it: ``targets=Targets(goal, [B, k] gallery rows)``.
 
@@ -525,7 +554,7 @@ def _check_targeted(
             return attack.perturb(victim, clean, pids, camids, gallery=gallery, targets=Targets(goal, rows))
 
     adv = craft()
-    _check_output(label, eps, clean, kept, adv)
+    _check_output(label, eps, clean, kept, adv, area)
     if not torch.equal(rows, kept_rows):
         raise _fail("attack", label, "perturb must not modify targets.indices in place", f"at eps={eps:g}")
     again = craft()
