@@ -12,9 +12,10 @@ from advbench.records import FitRecord
 from advbench.utils import seed_everything
 
 
-def build_attack(choice: AttackChoice, eps: float, ctx: TaskContext) -> Attack:
+def build_attack(choice: AttackChoice, eps: float, ctx: TaskContext, area: float | None = None) -> Attack:
+    """The planned attack, built with its params (and, for a patch craft, its ``area``)."""
     entry, _ = ctx.registry.get("attack", choice.name)
-    return entry.spec.build(**choice.build_kwargs(eps))
+    return entry.spec.build(**choice.build_kwargs(eps, area))
 
 
 def fit_dir(ctx: TaskContext, task: FitTask):

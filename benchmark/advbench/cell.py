@@ -99,6 +99,7 @@ def craft(
         goal=task.threat_model.goal,
         budget=task.threat_model.budget,
         targets=None if targets is None else targets.tolist(),
+        patch_area=task.patch_area,
     )
 
 
@@ -226,7 +227,7 @@ def _attack_builder(task: CraftTask, fit_train: ImageSplit | None, ctx: TaskCont
 
     def get() -> Attack:
         if not built:
-            attack = attacks.build_attack(task.attack, task.eps, ctx)
+            attack = attacks.build_attack(task.attack, task.eps, ctx, task.patch_area)
             if task.fit is not None:
                 if fit_train is None:
                     raise AdvbenchError(f"{task.label}: the fit's train split was not given")

@@ -155,6 +155,11 @@ def parser() -> argparse.ArgumentParser:
         help="untargeted (default), targeted (push chosen candidates up), demote (push them down); comma list",
     )
     run.add_argument(
+        "--patch-area",
+        default=None,
+        help="patch budgets as fractions of the image, comma separated (default 0.1); for patch attacks",
+    )
+    run.add_argument(
         "--targets-per-query",
         type=int,
         default=None,
@@ -213,6 +218,7 @@ def parser() -> argparse.ArgumentParser:
         help="check every input, resolve datasets and victims, print the plan (cells done / to do, "
         "victims to train, fits) and exit without computing",
     )
+    run.add_argument("--no-html", action="store_true", help="do not write OUT/index.html (the web page)")
 
     train = sub.add_parser("train", help="train a victim on a dataset's train split and cache the checkpoint")
     _common(train)
@@ -246,6 +252,7 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--out", type=Path, default=None, help="leaderboard folder (default leaderboards)")
     board.add_argument("--dataset", default=None, help="print only this dataset's tables")
     board.add_argument("--attack", default=None, help="print only this attack's tables")
+    board.add_argument("--no-html", action="store_true", help="do not write OUT/index.html (the web page)")
     scaffold = sub.add_parser("new-plugin", help="write a plugin package skeleton whose tests run the kit")
     scaffold.add_argument("name", help="plugin name, e.g. my-attacks (package advbench-my-attacks)")
     scaffold.add_argument("--dir", type=Path, default=Path("."), help="where to create the package folder")
@@ -259,6 +266,19 @@ def _merge_scoped(*layers: Any) -> dict[str, dict[str, Any]]:
         for name, params in layer.items():
             out.setdefault(name, {}).update(params)
     return out
+
+
+def _areas(value: Any) -> tuple[float, ...] | None:
+    """``0.05,0.1`` (or a number, or a config file's list) as patch areas; None when not given."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else str(value).split(",")
+    try:
+        return tuple(float(item) for item in items if str(item).strip())
+    except ValueError:
+        raise AdvbenchError(
+            f"--patch-area expects fractions of the image such as 0.05,0.1, got {value!r}"
+        ) from None
 
 
 def _words(value: Any) -> tuple[str, ...] | None:
@@ -319,6 +339,7 @@ def _config_from(args: argparse.Namespace) -> RunConfig:
         "sides": _words(pick("side")),
         "goals": _words(pick("goal")),
         "targets_per_query": pick("targets_per_query"),
+        "patch_areas": _areas(pick("patch_area")),
     }
     weights = {
         **options.get("victim_weights", {}),
@@ -358,7 +379,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     summary = run(config, registry)
     strips = strip_source(config, registry)  # pixels for the image strips, from this run's data and cache
-    frame, problems = leaderboard.publish(config.out, strips)  # the folder's whole store, under its lock
+    # the folder's whole store, under its lock
+    frame, problems = leaderboard.publish(config.out, strips, html=not args.no_html)
     for line in problems:
         print(f"warning: {line}", file=sys.stderr)
     print(
@@ -538,11 +560,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.action == "merge":
         if not args.stores or args.out is None:
             raise AdvbenchError("leaderboard merge needs STORE... and --out DIR (the folder to merge into)")
-        merged, frame, problems = merge.merge_stores(args.stores, args.out)
+        merged, frame, problems = merge.merge_stores(args.stores, args.out, html=not args.no_html)
         disagreements = merge.disagreement_lines(merged.disagreements)
     else:
         args.out = args.out or Path("leaderboards")
-        frame, problems = leaderboard.publish(args.out)
+        frame, problems = leaderboard.publish(args.out, html=not args.no_html)
     for line in problems:
         print(f"warning: {line}", file=sys.stderr)
     if frame.empty:

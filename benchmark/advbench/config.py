@@ -37,7 +37,8 @@ class RunConfig:
     train images teach each craft's spectral detector (0: no detectability measurements).
     ``sides`` and ``goals`` select the threat models of the grid (default: untargeted query
     attacks, the grid before threat axes existed); a targeted or demote craft draws
-    ``targets_per_query`` candidates per query.
+    ``targets_per_query`` candidates per query. A patch-budget threat is crafted once per
+    ``patch_areas`` value (fraction of the image; L∞ unbounded inside the patch) instead of per eps.
     """
 
     datasets: str = "default"
@@ -71,3 +72,4 @@ class RunConfig:
     sides: tuple[str, ...] = ("query",)
     goals: tuple[str, ...] = ("untargeted",)
     targets_per_query: int = 5
+    patch_areas: tuple[float, ...] = (0.1,)

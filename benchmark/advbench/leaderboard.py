@@ -56,6 +56,7 @@ COLUMNS = [
     "side",
     "goal",
     "budget",
+    "patch_area",
     "clean_mAP",
     "adv_mAP",
     "mAP_drop",
@@ -105,6 +106,7 @@ KEYS = [
     "side",
     "goal",
     "budget",
+    "patch_area",
     "protocol",
 ]
 DECIMALS = {
@@ -194,6 +196,7 @@ def _row(
         "side": craft.side,
         "goal": craft.goal,
         "budget": craft.budget,
+        "patch_area": nan if craft.patch_area is None else craft.patch_area,
         "clean_mAP": clean.mAP,
         "adv_mAP": adv.mAP,
         "mAP_drop": drop,
@@ -310,13 +313,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
-def write(records: Iterable[Record], out: Path, strips: StripSource | None = None) -> pd.DataFrame:
+def write(
+    records: Iterable[Record], out: Path, strips: StripSource | None = None, html: bool = True
+) -> pd.DataFrame:
     """Write every leaderboard file under ``out`` from ``records`` and return the long results frame.
 
     Nothing is written when there is no row (a run whose cells all failed keeps the files it found).
     Transfer files and plots of cells no longer present are removed, so the folder describes exactly
     the records given. ``strips`` gives the pixels of the image strips (the data and cache of a
-    run); without it the strips already there are kept.
+    run); without it the strips already there are kept. ``html``: also write ``index.html``, the
+    leaderboard's web page (:mod:`advbench.webpage`; it lists ``out/disagreements.csv`` when a merge
+    left one).
     """
     from advbench import plots
     from advbench.summary import summary_markdown
@@ -343,6 +350,10 @@ def write(records: Iterable[Record], out: Path, strips: StripSource | None = Non
     for stale in out.glob("transfer_*.csv"):
         if stale.name not in files:
             stale.unlink()
+    if html:
+        from advbench.webpage import write_page
+
+        write_page(frame, out, [f.relative_to(out) for f in figures], records)
     return frame
 
 
@@ -377,7 +388,9 @@ def write_strips(records: list[Record], folder: Path, strips: StripSource) -> li
     return sorted(written)
 
 
-def publish(out: Path, strips: StripSource | None = None) -> tuple[pd.DataFrame, list[str]]:
+def publish(
+    out: Path, strips: StripSource | None = None, html: bool = True
+) -> tuple[pd.DataFrame, list[str]]:
     """Rebuild ``out``'s leaderboard from its whole results store, holding the folder's lock.
 
     Two runs writing to one folder therefore leave one consistent set describing both, never one
@@ -391,5 +404,5 @@ def publish(out: Path, strips: StripSource | None = None) -> tuple[pd.DataFrame,
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / ".store")
     with FileLock(out / ".leaderboard.lock"):
-        frame = write(store.records(), out, strips)
+        frame = write(store.records(), out, strips, html=html)
     return frame, store.report()

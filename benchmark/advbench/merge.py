@@ -127,7 +127,7 @@ def _cell_id(record: Record, crafts: dict[str, CraftRecord]) -> tuple[Any, ...] 
     params = json.dumps(craft.attack_params, sort_keys=True)
     source = (craft.dataset, craft.fit_dataset, craft.attack, params, craft.eps, craft.source_victim)
     assert isinstance(record, EvalRecord)
-    threat = (record.defence, record.threat, craft.side, craft.goal, craft.budget)
+    threat = (record.defence, record.threat, craft.side, craft.goal, craft.budget, craft.patch_area)
     return (*source, record.target_victim, *threat, record.protocol)
 
 
@@ -208,13 +208,16 @@ def disagreements_csv(disagreements: Sequence[Disagreement]) -> str:
     return buffer.getvalue()
 
 
-def merge_stores(sources: Sequence[Path], out: Path) -> tuple[Merged, pd.DataFrame, list[str]]:
+def merge_stores(
+    sources: Sequence[Path], out: Path, html: bool = True
+) -> tuple[Merged, pd.DataFrame, list[str]]:
     """Merge the stores of ``sources`` (leaderboard folders or ``.store`` folders) into
     ``out/.store``, rebuild ``out``'s leaderboard and write ``out/disagreements.csv`` when any.
 
     Returns the merge, the merged leaderboard's results frame and one line per unreadable record.
     ``out`` may be one of the sources; a store of ``out`` that is not among them must be empty, so
-    that no foreign record slips in.
+    that no foreign record slips in. ``html``: also write ``out/index.html``, the disagreements at
+    its top.
     """
     from advbench.leaderboard import publish
 
@@ -246,5 +249,5 @@ def merge_stores(sources: Sequence[Path], out: Path) -> tuple[Merged, pd.DataFra
         atomic_write_text(report, disagreements_csv(merged.disagreements))
     else:
         report.unlink(missing_ok=True)
-    frame, unreadable = publish(out)
+    frame, unreadable = publish(out, html=html)  # index.html lists disagreements.csv at the top
     return merged, frame, list(dict.fromkeys(problems + unreadable))

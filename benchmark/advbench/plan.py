@@ -42,6 +42,8 @@ EVAL_VERSION = "1"
 FIT_VERSION = "2"
 DETECT_VERSION = "1"
 NO_DEFENCE = "none"
+PATCH_EPS = 255.0
+"""The L∞ budget of a patch craft: unbounded inside the patch (the patch area is its budget)."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,11 @@ class AttackChoice:
     learns: bool
     threats: tuple[ThreatModel, ...] = (UNTARGETED_QUERY,)
 
-    def build_kwargs(self, eps: float) -> dict[str, Any]:
+    def build_kwargs(self, eps: float, area: float | None = None) -> dict[str, Any]:
+        """``build``'s arguments; a patch-budget craft also passes its ``area``."""
         variant = {"variant": self.variant} if self.variant is not None else {}
-        return {"eps": eps, **dict(self.params), **variant}
+        patch = {"area": area} if area is not None else {}
+        return {"eps": eps, **dict(self.params), **variant, **patch}
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class CraftTask:
     defence: DefenceChoice | None = None
     threat_model: ThreatModel = UNTARGETED_QUERY
     n_targets: int = 0
+    patch_area: float | None = None
 
     @property
     def targeted(self) -> bool:
@@ -119,6 +124,8 @@ class CraftTask:
     def label(self) -> str:
         through = f" through {self.defence.name}" if self.defence else ""
         threat = "" if self.threat_model == UNTARGETED_QUERY else f" [{self.threat_model.label}]"
+        if self.patch_area is not None:
+            threat += f" area={self.patch_area:g}"
         return f"{self.dataset} | {self.attack.name} eps={self.eps:g}{threat} | source {self.source.name}{through}"
 
 
@@ -262,19 +269,23 @@ def build_plan(
     adaptive = [d for d in defences if d is not None and not d.ranking]
     for dataset, refs in victims.items():
         for attack in attacks:
-            for eps in config.eps:
+            for budget, threats in budget_groups(attack, config):
                 for source in refs:
                     fit_source = source
                     if attack.learns and config.fit_on:
                         fit_source = (fit_victims or {}).get(source.name)
                         if fit_source is None:  # no weights on the --fit-on dataset (a failure of its own)
                             continue
-                    for through, threat in itertools.product((None, *adaptive), threats_of(attack, config)):
+                    for through, threat in itertools.product((None, *adaptive), threats):
+                        eps = budget if threat.budget == "linf" else PATCH_EPS
                         fit = None
                         if attack.learns:
                             task = fit_task(attack, eps, fit_source, config.seed, through)
                             fit = fits.setdefault(task.key, task)
-                        craft = _craft(config, dataset, attack, float(eps), source, fit, through, threat)
+                        area = budget if threat.budget == "patch" else None
+                        craft = _craft(
+                            config, dataset, attack, float(eps), source, fit, through, threat, area
+                        )
                         if through is None:
                             evals = [
                                 _eval(
@@ -288,6 +299,16 @@ def build_plan(
                         plan.cells.append(Cell(craft, tuple(evals), detect=_detect(config, craft)))
     plan.fits = list(fits.values())
     return plan
+
+
+def budget_groups(attack: AttackChoice, config: RunConfig) -> list[tuple[float, list[ThreatModel]]]:
+    """(budget, threats) pairs of ``attack`` in this run: each eps with its L∞ threats, then each
+    ``--patch-area`` with its patch threats (a patch craft is unbounded in L∞ inside its patch)."""
+    threats = threats_of(attack, config)
+    linf = [t for t in threats if t.budget == "linf"]
+    patch = [t for t in threats if t.budget == "patch"]
+    groups = [(float(eps), linf) for eps in config.eps] if linf else []
+    return groups + ([(float(area), patch) for area in config.patch_areas] if patch else [])
 
 
 def threats_of(attack: AttackChoice, config: RunConfig) -> list[ThreatModel]:
@@ -315,11 +336,14 @@ def _craft(
     fit: FitTask | None,
     defence: DefenceChoice | None = None,
     threat: ThreatModel = UNTARGETED_QUERY,
+    area: float | None = None,
 ) -> CraftTask:
     n_targets = config.targets_per_query if threat.goal != "untargeted" else 0
     extra = (
         [] if threat == UNTARGETED_QUERY else [("threat", threat.side, threat.goal, threat.budget, n_targets)]
     )
+    if area is not None:
+        extra.append(("patch", area))
     key = stable_hash(
         "craft",
         CRAFT_VERSION,
@@ -354,6 +378,7 @@ def _craft(
         defence=defence,
         threat_model=threat,
         n_targets=n_targets,
+        patch_area=area,
     )
 
 

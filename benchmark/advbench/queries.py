@@ -7,6 +7,7 @@ unless ``--no-quantize``, and checked against the L∞ budget, whether it become
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -49,6 +50,19 @@ def check_budget(adv: Tensor, clean: Tensor, eps: float, quantized: bool, name: 
     excess = float((adv - clean).abs().max()) - eps / 255.0 - slack
     if excess > 1e-5:
         raise AdvbenchError(f"attack {name} exceeded its L∞ budget of {eps:g}/255 by {excess * 255:.2f}/255")
+
+
+def check_patch_budget(adv: Tensor, clean: Tensor, area: float, name: str) -> None:
+    """One-line error when an image of ``adv`` differs from ``clean`` at more than
+    ``floor(area * H * W)`` pixel locations (any channel): a patch attack's budget."""
+    allowed = math.floor(area * adv.shape[-2] * adv.shape[-1])
+    changed = (adv != clean).any(dim=1).flatten(1).sum(dim=1)
+    worst = int(changed.max()) if changed.numel() else 0
+    if worst > allowed:
+        raise AdvbenchError(
+            f"attack {name} changed {worst} pixel locations of an image, more than its patch of area "
+            f"{area:g} allows ({allowed} of {adv.shape[-2]}x{adv.shape[-1]})"
+        )
 
 
 def finish(adv: Tensor, quantize: bool) -> Tensor:
@@ -99,5 +113,8 @@ def perturb_batch(
     if not torch.isfinite(adv).all():
         raise AdvbenchError(f"attack {name} returned NaN/Inf pixels")
     adv = finish(adv.float(), task.quantize)
-    check_budget(adv, images, task.eps, task.quantize, name)
+    if task.patch_area is not None:
+        check_patch_budget(adv, images, task.patch_area, name)
+    else:
+        check_budget(adv, images, task.eps, task.quantize, name)
     return images, adv, seconds

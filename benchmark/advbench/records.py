@@ -60,6 +60,7 @@ class CraftRecord:
     goal: str = "untargeted"
     budget: str = "linf"
     targets: list[list[int]] | None = None
+    patch_area: float | None = None
     kind: Kind = "craft"
 
 

@@ -148,6 +148,18 @@ def _choices(config: RunConfig) -> None:
             raise AdvbenchError(
                 f"unknown {flag} {value!r}.{did_you_mean(str(value), known)} Choose {', '.join(known)}"
             )
+    areas = config.patch_areas
+    if not isinstance(areas, tuple | list) or not areas or not all(_is_number(a) for a in areas):
+        raise AdvbenchError(
+            f"--patch-area expects fractions of the image such as 0.05,0.1, got {_shown(areas)}"
+        )
+    for area in areas:
+        if not 0 < area < 1:
+            raise AdvbenchError(
+                f"--patch-area values must lie in (0, 1) (a fraction of the image), got {area:g}"
+            )
+    if len(set(areas)) != len(areas):
+        raise AdvbenchError("--patch-area lists a value more than once")
     for flag, values, known in (("--side", config.sides, SIDES), ("--goal", config.goals, GOALS)):
         if not isinstance(values, tuple | list) or not values:
             raise AdvbenchError(f"{flag} expects one or more of {', '.join(known)}, got {_shown(values)}")
@@ -324,6 +336,7 @@ CONFIG_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "side": ("names (a string or a list)", _names),
     "goal": ("names (a string or a list)", _names),
     "targets_per_query": _INT,
+    "patch_area": ("fractions (0.1, '0.05,0.1' or a list)", _eps_value),
 }
 """The keys of a ``--config`` file: the long flag names of ``advbench run`` (``-`` or ``_``), the repeated
 ``NAME.KEY=VALUE`` flags also as mappings (``attack_params: {pgd: {steps: 20}}``), with what each takes."""
