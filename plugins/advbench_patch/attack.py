@@ -112,6 +112,10 @@ class AdvPattern(Attack):
             raise AdvbenchError(f"{self.name} needs 0 <= scale < 1, shift >= 0, 0 <= brightness < 1")
         if float(beta) < 0 or float(tv) < 0:
             raise AdvbenchError(f"{self.name} needs beta >= 0 and tv >= 0")
+        if not (isinstance(aspect, (int, float)) and 0 < float(aspect) < float("inf")):
+            raise AdvbenchError(
+                f"{self.name}: aspect (patch width / height) must be a positive number, got {aspect!r}"
+            )
         if goal not in GOALS:
             raise AdvbenchError(f"{self.name}: goal must be one of {', '.join(GOALS)}, got {goal!r}")
         self.steps, self.lr, self.location, self.aspect = int(steps), float(lr), location, float(aspect)
