@@ -281,8 +281,20 @@ def contrast(background: tuple[int, int, int], text: tuple[int, int, int] = (17,
     return (hi + 0.05) / (lo + 0.05)
 
 
+EVAL_KEYS = {"target_victim", "defence", "threat", "protocol"}
+"""The :data:`advbench.leaderboard.KEYS` an evaluation holds; its craft holds the others."""
+
+
+def _key_part(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return round(float(value), 2)  # as results.csv rounds floats
+    return str(value)
+
+
 def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple(round(float(row[k]), 2) if k == "eps" else str(row[k]) for k in KEYS)
+    return tuple(_key_part(row.get(k)) for k in KEYS)
 
 
 def _record_index(records: Iterable[Record]) -> dict[tuple[Any, ...], tuple[CraftRecord, EvalRecord]]:
@@ -295,21 +307,8 @@ def _record_index(records: Iterable[Record]) -> dict[tuple[Any, ...], tuple[Craf
         if craft is None:
             continue
         assert isinstance(ev, EvalRecord)
-        row = {
-            "dataset": craft.dataset,
-            "fit_dataset": craft.fit_dataset,
-            "attack": craft.attack,
-            "attack_params": json.dumps(craft.attack_params, sort_keys=True, separators=(",", ":")),
-            "eps": craft.eps,
-            "source_victim": craft.source_victim,
-            "target_victim": ev.target_victim,
-            "defence": ev.defence,
-            "threat": ev.threat,
-            "side": craft.side,
-            "goal": craft.goal,
-            "budget": craft.budget,
-            "protocol": ev.protocol,
-        }
+        row = {k: getattr(ev if k in EVAL_KEYS else craft, k, None) for k in KEYS}
+        row["attack_params"] = json.dumps(craft.attack_params, sort_keys=True, separators=(",", ":"))
         out[_row_key(row)] = (craft, ev)
     return out
 
