@@ -214,8 +214,7 @@ class AdvPattern(Attack):
             loss = loss.view(d_rows, b).mean(0)
             if self.tv:
                 loss = loss + self.tv * total_variation(patch)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
+            (patch.grad,) = torch.autograd.grad(loss.sum(), patch)  # leaves the victim's .grad alone
             opt.step()
             with torch.no_grad():
                 patch.clamp_(0.0, 1.0).mul_(mask)
