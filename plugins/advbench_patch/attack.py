@@ -27,9 +27,11 @@ averaged over the EOT draws and minimised:
   gallery as the runner draws them). The second term (the adversary should also stop matching
   itself) is off by default (``beta = 0``): the benchmark scores the candidates' ranks.
 
-advPattern's total-variation smoothness term (for printability) is ``tv`` (default 0: a digital
-attack does not need it). The paper's official code is not public as far as we found; this module
-was written from the paper, not from any code.
+A total-variation smoothness term (printability, as physical patch attacks use) is ``tv``
+(default 0: a digital attack does not need it). No official code of advPattern was found; this
+module follows the paper's definitions of the two attacks (evading: the patterned adversary is no
+longer matched to its own images; impersonation: it is matched as the target person) and issue 17,
+and copies no code. The ``beta`` term and the exact loss weighting are this module's choices.
 """
 
 from __future__ import annotations
