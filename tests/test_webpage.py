@@ -104,6 +104,16 @@ def test_disagreements_listed_at_the_top() -> None:
     assert "adv.mAP" in html and "21.0" in html
 
 
+def test_write_page_lists_a_merges_disagreements_csv(tmp_path: Path) -> None:
+    from advbench.merge import disagreements_csv
+
+    d = Disagreement("k", "synthetic", "pgd", "16", "a", "b", "adv.mAP", "m1", "20.0", "m2", "21.5")
+    (tmp_path / "disagreements.csv").write_text(disagreements_csv([d]))
+    html = webpage.write_page(results_frame(_records()), tmp_path).read_text()
+    assert html.index('id="disagreements"') < html.index('id="results"')
+    assert "21.5" in html and "synthetic | pgd | eps 16 | a -&gt; b" in html
+
+
 def test_reproduce_command_follows_the_cli() -> None:
     from advbench.cli import parser
 
@@ -261,6 +271,14 @@ def test_page_in_chromium_sorts_filters_and_loads_every_image(browser: Any, tmp_
     assert [r["shown"].split(" ")[0] for r in got] == [f"{v:.2f}" for v in want["mAP_drop"]]
     shown = browser.find_element(By.ID, "shown").text
     assert shown == f"{len(want)} of {len(expected)} rows shown"
+
+    # a white-box row links its image strip, which opens when followed
+    row = browser.find_element(By.CSS_SELECTOR, "#results-table tbody tr.whitebox:not([hidden])")
+    row.find_element(By.TAG_NAME, "summary").click()
+    link = row.find_element(By.PARTIAL_LINK_TEXT, "image strip")
+    strip = link.get_attribute("href").split("#", 1)[1]
+    link.click()
+    assert browser.find_element(By.ID, strip).get_attribute("open") is not None
 
     # every image loads: open each closed strip first, then wait for the decodes
     browser.execute_script("document.querySelectorAll('details').forEach(function (d) { d.open = true; });")

@@ -121,14 +121,14 @@ tr.whitebox td:first-child { box-shadow: inset 4px 0 0 #b26a00; }
 #shown { font-size: 0.9rem; color: var(--muted); }
 details.row summary { cursor: pointer; color: var(--accent); font-size: 0.85rem; }
 details.row[open] { white-space: normal; min-width: 22em; max-width: 40em; }
-code.cmd { display: block; white-space: pre-wrap; word-break: break-all; background: #f6f8fa;
+code.cmd { display: block; white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f8fa;
   border: 1px solid #d0d7de; border-radius: 4px; padding: 6px; margin: 4px 0; font-size: 0.8rem;
   user-select: all; }
 .copy { font: inherit; font-size: 0.8rem; padding: 1px 8px; border: 1px solid #888; border-radius: 4px;
   background: #fff; color: var(--text); cursor: pointer; }
 dl.prov { display: grid; grid-template-columns: max-content 1fr; gap: 0 10px; margin: 6px 0 0;
   font-size: 0.8rem; }
-dl.prov dt { color: var(--muted); } dl.prov dd { margin: 0; word-break: break-all; }
+dl.prov dt { color: var(--muted); } dl.prov dd { margin: 0; overflow-wrap: anywhere; }
 table.grid td.cell { text-align: right; min-width: 6.5em; color: #111; }
 table.grid th[scope=row] { background: #f7f7f7; }
 .legend { display: flex; align-items: center; gap: 8px; font-size: 0.85rem; color: var(--muted); margin: 6px 0; }
@@ -208,6 +208,11 @@ SCRIPT = """
     selects.forEach(function (s) { s.value = ""; });
     filter();
   });
+  function openTarget() {
+    var target = location.hash ? document.getElementById(location.hash.slice(1)) : null;
+    if (target && target.tagName === "DETAILS") { target.open = true; target.scrollIntoView(); }
+  }
+  window.addEventListener("hashchange", openTarget);
   document.addEventListener("click", function (event) {
     var button = event.target.closest ? event.target.closest("button.copy") : null;
     if (!button) return;
@@ -226,6 +231,7 @@ SCRIPT = """
     }
   });
   filter();
+  openTarget();
 })();
 """
 
