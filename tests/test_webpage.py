@@ -157,6 +157,20 @@ def test_reproduce_command_follows_the_cli() -> None:
     assert _scoped(args.attack_param, "--attack-param") == {"pgd": {"steps": 20, "name": "a b", "flag": True}}
 
 
+def test_defence_and_targeted_rows_get_their_tables_and_commands() -> None:
+    from fake_records import eval_record
+
+    craft = craft_record("pgd", "a")
+    records: list[Any] = cell_records(craft, {"a": 10.0, "b": 30.0})
+    records.append(eval_record(craft, "a", 30.0, key="d", defence="jpeg", threat="transfer-to-defended"))
+    targeted = craft_record("rank-pgd", "a", key="t", goal="targeted", targets=[[1, 2]] * 10)
+    ranks = {"clean_target_ranks": [[10, 20]] * 10, "adv_target_ranks": [[0, 1]] * 10}
+    records += [targeted, eval_record(targeted, "a", 50.0, key="te", **ranks)]
+    html = webpage.render_page(results_frame(records), [], records)
+    assert 'id="defences"' in html and 'id="targeted"' in html
+    assert "--defences jpeg" in html and "--goal targeted --targets-per-query 2" in html
+
+
 def test_grid_colours_keep_dark_text_legible() -> None:
     for share in (0.0, 0.5, 1.0, 2.0, float("nan")):
         rgb = tuple(int(x) for x in re.findall(r"\d+", webpage.colour(share)))
