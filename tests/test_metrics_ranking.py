@@ -392,3 +392,30 @@ def test_scores_from_stored_ranks_equal_scores_from_the_distances() -> None:
     assert np.array_equal(direct.query_rank, stored.query_rank)
     with pytest.raises(AdvbenchError, match="must lie in"):
         scores_from_ranks([[30]], 30)
+
+
+def test_gallery_targets_follow_their_rule() -> None:
+    from advbench.metrics.ranking import draw_gallery_targets
+
+    gen = torch.Generator().manual_seed(0)
+    qp, qc = torch.randint(0, 6, (30,), generator=gen), torch.randint(0, 3, (30,), generator=gen)
+    gp, gc = torch.randint(0, 8, (60,), generator=gen), torch.randint(0, 3, (60,), generator=gen)
+    common = dict(n_images=12, k=3, seed=5)
+    demote = draw_gallery_targets(qp, qc, gp, gc, goal="demote", **common)
+    assert len(demote.rows) == 12 and demote.rows.tolist() == sorted(set(demote.rows.tolist()))
+    for r, queries in zip(demote.rows.tolist(), demote.queries, strict=True):
+        mine = [i for i in range(30) if qp[i] == gp[r] and qc[i] != gc[r]]
+        assert 1 <= len(queries) <= 3 and set(queries) <= set(mine) and len(queries) == min(3, len(mine))
+    targeted = draw_gallery_targets(qp, qc, gp, gc, goal="targeted", **common)
+    for r, queries in zip(targeted.rows.tolist(), targeted.queries, strict=True):
+        assert len(queries) == 3 and all(qp[i] != gp[r] for i in queries)
+    again = draw_gallery_targets(qp, qc, gp, gc, goal="demote", **common)
+    assert again.rows.tolist() == demote.rows.tolist() and again.queries == demote.queries
+    padded = demote.padded(3)
+    assert padded.shape == (12, 3) and all(set(p.tolist()) == set(q) for p, q in zip(padded, demote.queries))
+    q_rows, g_rows = demote.pairs()
+    assert len(q_rows) == sum(map(len, demote.queries)) == len(g_rows)
+    everything = draw_gallery_targets(qp, qc, gp, gc, goal="targeted", n_images=1000, k=3, seed=5)
+    assert len(everything.rows) == 60
+    with pytest.raises(AdvbenchError, match="goal"):
+        draw_gallery_targets(qp, qc, gp, gc, goal="untargeted", **common)

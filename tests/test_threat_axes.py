@@ -89,11 +89,25 @@ def test_the_number_of_candidates_is_part_of_a_targeted_key_only() -> None:
     assert three.cells[1].craft.n_targets == 3
 
 
-def test_gallery_side_threats_are_not_planned_yet() -> None:
+def test_gallery_side_crafts_are_planned_undefended_with_their_own_keys() -> None:
+    from advbench.plan import DefenceChoice, build_plan
+
     gallery = ThreatModel("gallery", "targeted", "linf")
-    choice = dataclasses.replace(PGD, threats=(gallery, TARGETED))
-    config = RunConfig(sides=("query", "gallery"), goals=("targeted",))
-    assert threats_of(choice, config) == [TARGETED]
+    choice = dataclasses.replace(
+        PGD, name="cand", threats=(gallery, ThreatModel("gallery", "untargeted", "linf"))
+    )
+    assert threats_of(choice, RunConfig(sides=("query",), goals=("targeted",))) == []
+    both = RunConfig(sides=("query", "gallery"), goals=("untargeted", "targeted"))
+    assert threats_of(choice, both) == [gallery]  # a gallery side needs chosen targets
+    jpeg = DefenceChoice("jpeg", "1", (), ranking=False)
+
+    config = RunConfig(eps=(8.0,), sides=("gallery",), goals=("targeted",), gallery_images=7)
+    defended = build_plan(config, [choice], {"synthetic": [_ref("a"), _ref("b")]}, defences=(None, jpeg))
+    assert [c.craft.threat_model for c in defended.cells] == [gallery, gallery]
+    assert all(e.defence is None for c in defended.cells for e in c.evals)
+    assert all(c.craft.gallery_images == 7 and c.detect is None for c in defended.cells)
+    fewer = build_plan(dataclasses.replace(config, gallery_images=5), [choice], {"synthetic": [_ref("a")]})
+    assert fewer.cells[0].craft.key != defended.cells[0].craft.key
 
 
 @pytest.mark.parametrize(
@@ -160,3 +174,31 @@ def test_targeted_and_demote_rows_on_the_tiny_grid(session_cache, tmp_path) -> N
         assert all(len(set(row)) == 5 for row in craft.targets)
     summary = (wide / "summary.md").read_text()
     assert "## Query-side targeted attacks" in summary and "## Query-side demote attacks" in summary
+
+
+@pytest.mark.slow
+def test_gallery_side_demote_hides_the_chosen_images_from_their_own_queries(session_cache, tmp_path) -> None:
+    """candidate-pgd (CA-) sinks each chosen gallery image in its own identity's queries' rankings on
+    the white-box victim; the clean queries and the rest of the gallery are untouched."""
+    import pandas as pd
+    from conftest import tiny_cli
+
+    from advbench.cli import main
+    from advbench.records import CraftRecord
+    from advbench.store import ResultStore
+
+    out = tmp_path / "gallery"
+    args = ["--eps", "8", "--attacks", "candidate-pgd", "--side", "gallery", "--goal", "demote"]
+    assert main([*tiny_cli(session_cache, out), *args, "--gallery-images", "10"]) == 0
+    frame = pd.read_csv(out / "results.csv")
+    assert set(frame["side"]) == {"gallery"} and set(frame["goal"]) == {"demote"}
+    assert (frame["n_query"] == 10).all()
+    white = frame[frame["setting"] == "whitebox"]
+    assert len(white) == 2
+    for row in white.itertuples():
+        assert row.adv_target_rank > row.clean_target_rank + 0.2
+        assert row.adv_target_top1 <= row.clean_target_top1
+        assert row.linf <= 8
+    craft = next(r for r in ResultStore(out / ".store").records() if isinstance(r, CraftRecord))
+    assert craft.attacked is not None and len(craft.attacked) == 10 == len(set(craft.attacked))
+    assert craft.targets is not None and all(1 <= len(q) <= 5 for q in craft.targets)

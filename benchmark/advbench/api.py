@@ -288,7 +288,10 @@ class Attack(abc.ABC):
         """Adversarial versions of ``images`` (float [0, 1], on the victim's device).
 
         ``targets`` is given only for a targeted or demote craft (never to an attack whose spec does
-        not list such a threat), so an untargeted attack may leave it out of its signature.
+        not list such a threat), so an untargeted attack may leave it out of its signature. For a
+        **gallery-side** craft, ``images`` are the chosen gallery images, ``targets.indices`` rows
+        of the query bank passed as ``queries=FeatureBank`` (the clean query features), and
+        ``gallery`` the clean gallery features the images compete with.
         """
 
 

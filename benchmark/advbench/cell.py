@@ -24,19 +24,20 @@ from torch import Tensor
 from advbench import attacks
 from advbench.api import AdvbenchError, Attack, ImageSplit
 from advbench.batching import run_batches
-from advbench.clean import CleanSet, CleanVictim, score
+from advbench.clean import CleanSet, CleanVictim, ap_list, as_scores, score
 from advbench.context import TaskContext
 from advbench.defences import attacked_victim, build_defence, defended_scores
 from advbench.detection import detect
 from advbench.features import extract
+from advbench.gallery_side import craft_gallery, evaluate_gallery
 from advbench.io import NpyWriter
 from advbench.metrics.detect import frechet_distance
 from advbench.metrics.perceptual import PerceptualMeter
 from advbench.metrics.ranking import candidate_ranks, draw_targets
-from advbench.metrics.reid import ReidScores, gallery_distances, top_matches
+from advbench.metrics.reid import gallery_distances, top_matches
 from advbench.plan import Cell, CraftTask, EvalTask
 from advbench.queries import adv_file, open_adv, perturb_batch
-from advbench.records import CraftRecord, EvalRecord, FailedRecord, Record, Scores
+from advbench.records import CraftRecord, EvalRecord, FailedRecord, Record
 from advbench.victims import victim_info
 
 EXAMPLE_QUERIES = 4  # queries whose top ranks an evaluation keeps, for the image strips
@@ -125,23 +126,6 @@ def _target_ranks(feats: Tensor, target: CleanVictim, targets: Tensor) -> list[l
     return torch.cat(ranks).tolist()
 
 
-def _scores(s: ReidScores) -> Scores:
-    return Scores(
-        mAP=100 * s.mAP,
-        rank1=100 * s.rank(1),
-        rank5=100 * s.rank(5),
-        rank10=100 * s.rank(10),
-        mINP=100 * s.mINP,
-    )
-
-
-def _ap_list(scores: ReidScores) -> list[float | None] | None:
-    """Per-query AP as JSON: None for a query without a true match."""
-    if scores.query_ap is None:
-        return None
-    return [None if math.isnan(v) else round(float(v), 6) for v in scores.query_ap]
-
-
 def _examples(
     clean_feats: Tensor, adv_feats: Tensor, target: CleanVictim, query: ImageSplit
 ) -> dict[str, list]:
@@ -208,14 +192,14 @@ def evaluate(
         target_weights_id=task.target.weights_id,
         protocol=task.protocol,
         n_gallery=len(target.index),
-        clean=_scores(clean_scores),
-        adv=_scores(adv_scores),
+        clean=as_scores(clean_scores),
+        adv=as_scores(adv_scores),
         provenance=ctx.provenance,
         defence=task.defence.name if task.defence else "none",
         defence_params=dict(task.defence.params) if task.defence else {},
         threat=task.threat,  # type: ignore[arg-type]
-        clean_ap=_ap_list(clean_scores),
-        adv_ap=_ap_list(adv_scores),
+        clean_ap=ap_list(clean_scores),
+        adv_ap=ap_list(adv_scores),
         target_info=victim_info(model),
         **extra,
     )
@@ -257,6 +241,11 @@ def compute_cell(
     task = cell.craft
     attack = _attack_builder(task, fit_train, ctx)
     records: list[Record] = []
+    if task.threat_model.side == "gallery":
+        if not cell.crafted:
+            records.append(craft_gallery(task, attack(), clean, ctx, fit_seconds=fit_seconds))
+        batch = 2 * task.batch_size
+        return [*records, *(evaluate_gallery(ev, task, clean, ctx, batch_size=batch) for ev in cell.evals)]
     if not cell.crafted:
         records.append(craft(task, attack(), clean, ctx, fit_seconds=fit_seconds))
     adv = open_adv(adv_file(ctx, task), clean.query)

@@ -8,6 +8,7 @@ cell recomputes any of it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from torch import Tensor
@@ -23,6 +24,7 @@ from advbench.metrics.reid import (
     gallery_distances,
     prepare_gallery,
 )
+from advbench.records import Scores
 from advbench.utils import stable_hash
 from advbench.victims import VictimRef
 
@@ -52,6 +54,26 @@ class CleanSet:
     dataset: str
     query: ImageSplit
     victims: dict[str, CleanVictim] = field(default_factory=dict)
+    gallery: ImageSplit | None = None
+    """The gallery images, for gallery-side crafts (read from the decode cache batch by batch)."""
+
+
+def as_scores(s: ReidScores) -> Scores:
+    """A record's scores (percent) from the metrics' fractions."""
+    return Scores(
+        mAP=100 * s.mAP,
+        rank1=100 * s.rank(1),
+        rank5=100 * s.rank(5),
+        rank10=100 * s.rank(10),
+        mINP=100 * s.mINP,
+    )
+
+
+def ap_list(scores: ReidScores) -> list[float | None] | None:
+    """Per-query AP as JSON: None for a query without a true match."""
+    if scores.query_ap is None:
+        return None
+    return [None if math.isnan(v) else round(float(v), 6) for v in scores.query_ap]
 
 
 def score(features: Tensor, index: GalleryIndex, query: ImageSplit, protocol: str, seed: int) -> ReidScores:

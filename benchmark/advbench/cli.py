@@ -155,6 +155,12 @@ def parser() -> argparse.ArgumentParser:
         help="untargeted (default), targeted (push chosen candidates up), demote (push them down); comma list",
     )
     run.add_argument(
+        "--gallery-images",
+        type=int,
+        default=None,
+        help="gallery images a gallery-side craft perturbs (default 100, or all eligible when fewer)",
+    )
+    run.add_argument(
         "--patch-area",
         default=None,
         help="patch budgets as fractions of the image, comma separated (default 0.1); for patch attacks",
@@ -340,6 +346,7 @@ def _config_from(args: argparse.Namespace) -> RunConfig:
         "goals": _words(pick("goal")),
         "targets_per_query": pick("targets_per_query"),
         "patch_areas": _areas(pick("patch_area")),
+        "gallery_images": pick("gallery_images"),
     }
     weights = {
         **options.get("victim_weights", {}),

@@ -39,6 +39,7 @@ class RunConfig:
     attacks, the grid before threat axes existed); a targeted or demote craft draws
     ``targets_per_query`` candidates per query. A patch-budget threat is crafted once per
     ``patch_areas`` value (fraction of the image; L∞ unbounded inside the patch) instead of per eps.
+    A gallery-side craft perturbs up to ``gallery_images`` chosen gallery images.
     """
 
     datasets: str = "default"
@@ -73,3 +74,4 @@ class RunConfig:
     goals: tuple[str, ...] = ("untargeted",)
     targets_per_query: int = 5
     patch_areas: tuple[float, ...] = (0.1,)
+    gallery_images: int = 100

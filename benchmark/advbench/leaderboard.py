@@ -154,15 +154,20 @@ def _intervals(craft: CraftRecord, ev: EvalRecord, white: EvalRecord | None) -> 
     return {f"{name}_ci_{end}": ci[name][i] for name in INTERVALS for i, end in enumerate(("low", "high"))}
 
 
-def target_columns(ev: EvalRecord, seed: int) -> dict[str, float]:
-    """The :data:`TARGET_COLUMNS` of an evaluation (NaN unless it ranked a craft's candidates)."""
+def target_columns(ev: EvalRecord, craft: CraftRecord) -> dict[str, float]:
+    """The :data:`TARGET_COLUMNS` of an evaluation (NaN unless it ranked a craft's candidates).
+
+    Query side: one row of ranks per query (its ``k`` candidates); gallery side: one per attacked
+    (query, image) pair, so the bootstrap resamples pairs. ``n_targets`` is the most candidates
+    (query side) or queries (gallery side) one attacked image has.
+    """
     if ev.clean_target_ranks is None or ev.adv_target_ranks is None:
         return dict.fromkeys(TARGET_COLUMNS, float("nan"))
     clean = scores_from_ranks(np.asarray(ev.clean_target_ranks), ev.n_gallery)
     adv = scores_from_ranks(np.asarray(ev.adv_target_ranks), ev.n_gallery)
-    ci = target_intervals(clean, adv, resamples=RESAMPLES, seed=seed)
+    ci = target_intervals(clean, adv, resamples=RESAMPLES, seed=craft.seed)
     out: dict[str, float] = {
-        "n_targets": float(clean.k),
+        "n_targets": float(max(map(len, craft.targets)) if craft.targets else clean.k),
         "clean_target_rank": clean.mean_rank,
         "adv_target_rank": adv.mean_rank,
         "target_rank_change": adv.mean_rank - clean.mean_rank,
@@ -221,7 +226,7 @@ def _row(
         "hf_share": detect.hf_share if detect else nan,
         "detector_auroc": detect.detector_auroc if detect else nan,
         "frechet_distance": nan if ev.frechet_distance is None else ev.frechet_distance,
-        **target_columns(ev, craft.seed),
+        **target_columns(ev, craft),
         "sec_per_image": craft.sec_per_image,
         "fit_seconds": craft.fit_seconds,
         "n_query": craft.n_query,

@@ -114,6 +114,7 @@ class CraftTask:
     threat_model: ThreatModel = UNTARGETED_QUERY
     n_targets: int = 0
     patch_area: float | None = None
+    gallery_images: int = 0
 
     @property
     def targeted(self) -> bool:
@@ -277,6 +278,8 @@ def build_plan(
                         if fit_source is None:  # no weights on the --fit-on dataset (a failure of its own)
                             continue
                     for through, threat in itertools.product((None, *adaptive), threats):
+                        if threat.side == "gallery" and through is not None:
+                            continue  # input defences transform queries: nothing to adapt to
                         eps = budget if threat.budget == "linf" else PATCH_EPS
                         fit = None
                         if attack.learns:
@@ -286,7 +289,9 @@ def build_plan(
                         craft = _craft(
                             config, dataset, attack, float(eps), source, fit, through, threat, area
                         )
-                        if through is None:
+                        if threat.side == "gallery":  # clean queries: evaluated undefended only
+                            evals = [_eval(config, craft, target) for target in refs]
+                        elif through is None:
                             evals = [
                                 _eval(
                                     config, craft, target, d, "none" if d is None else "transfer-to-defended"
@@ -313,10 +318,13 @@ def budget_groups(attack: AttackChoice, config: RunConfig) -> list[tuple[float, 
 
 def threats_of(attack: AttackChoice, config: RunConfig) -> list[ThreatModel]:
     """The threat models ``attack`` runs under in this run: those its spec lists that the run's
-    ``--side`` and ``--goal`` select. Gallery-side crafts are not run yet (no built-in attack lists
-    one); a spec that lists one is paired with its other threats only."""
+    ``--side`` and ``--goal`` select (a gallery-side threat needs a goal with chosen targets)."""
     return [
-        t for t in attack.threats if t.side == "query" and t.side in config.sides and t.goal in config.goals
+        t
+        for t in attack.threats
+        if t.side in config.sides
+        and t.goal in config.goals
+        and not (t.side == "gallery" and t.goal == "untargeted")
     ]
 
 
@@ -344,6 +352,8 @@ def _craft(
     )
     if area is not None:
         extra.append(("patch", area))
+    if threat.side == "gallery":
+        extra.append(("gallery-images", config.gallery_images))
     key = stable_hash(
         "craft",
         CRAFT_VERSION,
@@ -379,6 +389,7 @@ def _craft(
         threat_model=threat,
         n_targets=n_targets,
         patch_area=area,
+        gallery_images=config.gallery_images if threat.side == "gallery" else 0,
     )
 
 

@@ -81,17 +81,21 @@ def perturb_batch(
     ctx: TaskContext,
     seed: int,
     targets: Tensor | None = None,
+    queries: FeatureBank | None = None,
 ) -> tuple[Tensor, Tensor, float]:
     """(clean batch, checked and finished adversarial batch, seconds spent in ``perturb``).
 
     ``targets`` are the craft's chosen candidates of every query (``[Q, k]`` gallery rows), given
-    to the attack for the batch's rows when the craft is targeted or demote.
+    to the attack for the batch's rows when the craft is targeted or demote. A gallery-side craft
+    passes its chosen gallery images as ``query`` and the clean query features as ``queries``.
     """
     seed_everything(seed)
     images = query.batch(rows, ctx.device)
     chosen = {}
     if targets is not None:
         chosen["targets"] = Targets(task.threat_model.goal, targets[rows].to(ctx.device))
+    if queries is not None:
+        chosen["queries"] = queries
     ctx.synchronize()
     start = time.perf_counter()
     with ctx.autocast():

@@ -61,6 +61,7 @@ class CraftRecord:
     budget: str = "linf"
     targets: list[list[int]] | None = None
     patch_area: float | None = None
+    attacked: list[int] | None = None
     kind: Kind = "craft"
 
 

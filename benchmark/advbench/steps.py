@@ -149,7 +149,10 @@ class Steps:
             for ref in refs:
                 calls.append((ref, query, gallery, self.config))
                 owners.append(ref)
-        sets = {ds: CleanSet(ds, self.catalog.split(ds, "query")) for ds in needs}
+        sets = {
+            ds: CleanSet(ds, self.catalog.split(ds, "query"), gallery=self.catalog.split(ds, "gallery"))
+            for ds in needs
+        }
         lost = set()
         for i, out in self.backend.map(_clean, calls):
             ref = owners[i]

@@ -120,6 +120,7 @@ def _numbers(config: RunConfig) -> None:
         ("--seed", config.seed, 0),
         ("--detect-images", config.detect_images, 0),
         ("--targets-per-query", config.targets_per_query, 1),
+        ("--gallery-images", config.gallery_images, 1),
     ):
         if not _is_int(value):
             raise AdvbenchError(f"{flag} expects an integer, got {_shown(value)}")
@@ -336,6 +337,7 @@ CONFIG_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "side": ("names (a string or a list)", _names),
     "goal": ("names (a string or a list)", _names),
     "targets_per_query": _INT,
+    "gallery_images": _INT,
     "patch_area": ("fractions (0.1, '0.05,0.1' or a list)", _eps_value),
 }
 """The keys of a ``--config`` file: the long flag names of ``advbench run`` (``-`` or ``_``), the repeated

@@ -38,12 +38,19 @@ from advbench.api import Attack, AttackSpec, ThreatModel
 __version__ = "0.1.0"
 
 RANKING_THREATS = (ThreatModel("query", "targeted", "linf"), ThreatModel("query", "demote", "linf"))
+CANDIDATE_THREATS = (ThreatModel("gallery", "targeted", "linf"), ThreatModel("gallery", "demote", "linf"))
 
 
 def _rank_pgd(eps: float = 16.0, **params: Any) -> Attack:
     from advbench_ranking.attacks import RankPGD, build
 
     return build(RankPGD, eps, params)
+
+
+def _candidate_pgd(eps: float = 16.0, **params: Any) -> Attack:
+    from advbench_ranking.attacks import CandidateAttack, build
+
+    return build(CandidateAttack, eps, params)
 
 
 def _fna(eps: float = 16.0, **params: Any) -> Attack:
@@ -73,6 +80,16 @@ def advbench_attacks() -> list[AttackSpec]:
             threat_model="white-box, L∞, targeted/demote candidates",
             version=__version__,
             threats=RANKING_THREATS,
+        ),
+        AttackSpec(
+            name="candidate-pgd",
+            description="Candidate attack CA+/CA- (Zhou et al. ECCV 2020): PGD-10 on chosen gallery images so they rise (targeted) or sink (demote) in their queries' rankings",
+            build=_candidate_pgd,
+            defaults={"steps": 10, "random_start": True},
+            default=False,
+            threat_model="white-box, L∞, gallery side",
+            version=__version__,
+            threats=CANDIDATE_THREATS,
         ),
         AttackSpec(
             name="fna",

@@ -183,7 +183,7 @@ class RankPGD(Attack):
         )
 
 
-class CandidateAttack:
+class CandidateAttack(Attack):
     """Candidate attack CA+ / CA- (Zhou et al., ECCV 2020): perturb gallery candidates, not queries.
 
     Each candidate image ``c`` is perturbed so that it rises to the top (``goal="targeted"``, CA+)
@@ -193,11 +193,11 @@ class CandidateAttack:
 
         L_CA+ = mean_{q in Q, x in X} [d(q, c') - d(q, x)]_+     L_CA- = mean [d(q, x) - d(q, c')]_+
 
-    It does not fit :meth:`advbench.api.Attack.perturb` (which perturbs a query batch and is given
-    the gallery's features, not the queries'), so it has no spec: the gallery side of the runner
-    has to call :meth:`perturb_candidates` with the chosen gallery images, the clean query features
-    of their queries (from the source victim) and the clean gallery features, then rank the clean
-    queries against the gallery with the perturbed candidates' features swapped in, on every victim.
+    As a gallery-side attack (threats ``gallery/targeted`` and ``gallery/demote``), :meth:`perturb`
+    gets the chosen gallery images, their queries as ``targets`` (rows of the ``queries`` bank,
+    the source's clean query features) and the clean gallery features, and calls
+    :meth:`perturb_candidates`; the runner then ranks the clean queries against the gallery with the
+    perturbed candidates' features swapped in, on every victim (:mod:`advbench.gallery_side`).
     Same schedule and parameters as :class:`RankPGD`'s PGD.
     """
 
@@ -206,9 +206,34 @@ class CandidateAttack:
     def __init__(
         self, eps: float = 16.0, steps: int = 10, alpha: float | None = None, random_start: bool = True
     ) -> None:
-        self.eps = float(eps)
+        super().__init__(eps=eps, steps=steps, random_start=random_start, alpha=alpha)
         self.steps, self.alpha = schedule(self.name, self.eps, steps, alpha)
         self.random_start = bool(random_start)
+
+    def perturb(
+        self,
+        victim: Victim,
+        images: Tensor,
+        pids: Tensor,
+        camids: Tensor,
+        *,
+        gallery: FeatureBank | None = None,
+        targets: Targets | None = None,
+        queries: FeatureBank | None = None,
+    ) -> Tensor:
+        """Gallery-side entry point: the chosen gallery ``images`` against their ``targets`` queries."""
+        if targets is None or queries is None or gallery is None:
+            raise AdvbenchError(
+                f"{self.name} is a gallery-side attack: it needs targets, the query bank and the gallery"
+            )
+        bank = queries.features.to(images.device)
+        return self.perturb_candidates(
+            victim,
+            images,
+            bank[targets.indices.to(bank.device)],
+            targets.goal,
+            gallery_features=gallery.features,
+        )
 
     def perturb_candidates(
         self,

@@ -287,3 +287,71 @@ def draw_targets(query_pids: Tensor, gallery_pids: Tensor, k: int, seed: int) ->
         picked = np.argsort(keys, axis=1, kind="stable")[:, :k]
         out[start:stop] = np.sort(picked, axis=1)
     return torch.from_numpy(out)
+
+
+@dataclass(frozen=True, eq=False)
+class GalleryTargets:
+    """The chosen gallery images of a gallery-side craft and, for each, the queries it attacks.
+
+    ``rows`` ``[M]`` are gallery indices (ascending); ``queries[i]`` the query indices image
+    ``rows[i]`` should rise for (``targeted``) or sink for (``demote``), 1 to ``k`` of them.
+    """
+
+    rows: Tensor
+    queries: list[list[int]]
+
+    def padded(self, k: int) -> Tensor:
+        """``[M, k]`` query indices, each row's queries repeated in turn to fill ``k`` (for attacks
+        that take a fixed number of queries per image)."""
+        return torch.tensor([[q[j % len(q)] for j in range(k)] for q in self.queries], dtype=torch.long)
+
+    def pairs(self) -> tuple[Tensor, Tensor]:
+        """(query index, gallery index) of every attacked pair, each pair once: long ``[P]`` twice."""
+        q = [qi for qs in self.queries for qi in qs]
+        g = [int(r) for r, qs in zip(self.rows.tolist(), self.queries, strict=True) for _ in qs]
+        return torch.tensor(q, dtype=torch.long), torch.tensor(g, dtype=torch.long)
+
+
+def draw_gallery_targets(
+    query_pids: Tensor,
+    query_camids: Tensor,
+    gallery_pids: Tensor,
+    gallery_camids: Tensor,
+    *,
+    n_images: int,
+    k: int,
+    goal: str,
+    seed: int,
+) -> GalleryTargets:
+    """The seeded rule of a gallery-side craft: which gallery images are perturbed, for which queries.
+
+    ``demote`` (candidate attack CA-, hide a person from the queries of their own identity): a
+    gallery image is eligible when at least one query shows its identity from another camera (the
+    queries that count it as a true match); it attacks up to ``k`` of those queries. ``targeted``
+    (CA+, push an image up the rankings of strangers): every gallery image is eligible, and it
+    attacks ``k`` queries of other identities (:func:`draw_targets` with the roles swapped). Up to
+    ``n_images`` eligible images are chosen uniformly without replacement, and up to ``k`` queries
+    per image, each by the smallest keys of ``numpy.random.PCG64`` raw words (seed ``seed`` for the
+    images, ``seed + 1`` for the queries), the same on every machine.
+    """
+    if goal not in ("targeted", "demote"):
+        raise AdvbenchError(f"gallery-side targets need goal 'targeted' or 'demote', got {goal!r}")
+    if n_images < 1 or k < 1:
+        raise AdvbenchError(f"n_images and k must be >= 1, got {n_images} and {k}")
+    qp, qc = _as_pids(query_pids, "query_pids"), _as_pids(query_camids, "query_camids")
+    gp, gc = _as_pids(gallery_pids, "gallery_pids"), _as_pids(gallery_camids, "gallery_camids")
+    own = (gp[:, None] == qp[None, :]) & (gc[:, None] != qc[None, :])  # [G, Q] true-match pairs
+    eligible = np.flatnonzero(own.any(axis=1)) if goal == "demote" else np.arange(gp.shape[0])
+    if eligible.size == 0:
+        raise AdvbenchError("no gallery image is a true match of any query: nothing to demote")
+    keys = np.random.PCG64(seed).random_raw(gp.shape[0])[eligible]
+    rows = np.sort(eligible[np.argsort(keys, kind="stable")[:n_images]])
+    if goal == "targeted":
+        chosen = draw_targets(torch.from_numpy(gp[rows]), torch.from_numpy(qp), k, seed + 1).tolist()
+        return GalleryTargets(torch.from_numpy(rows), chosen)
+    query_keys = np.random.PCG64(seed + 1).random_raw(qp.shape[0])
+    chosen = []
+    for r in rows:
+        mine = np.flatnonzero(own[r])
+        chosen.append(sorted(int(i) for i in mine[np.argsort(query_keys[mine], kind="stable")[:k]]))
+    return GalleryTargets(torch.from_numpy(rows), chosen)

@@ -1,0 +1,166 @@
+"""Gallery-side crafts: chosen gallery images are perturbed, the queries stay clean.
+
+The candidate attack of Zhou et al. ("Adversarial Ranking Attack and Defense", ECCV 2020): a
+perturbed gallery image should rise in the rankings of chosen queries of other identities
+(``targeted``, CA+) or sink in those of its own identity's queries (``demote``, CA-). Which images
+and which queries is the seeded rule of :func:`advbench.metrics.ranking.draw_gallery_targets`,
+drawn from the craft's own seed, so every cell that evaluates the stored images draws the same.
+
+An evaluation re-extracts only the perturbed images on the target victim, swaps their features
+into its clean gallery, and scores the clean queries against it (mAP, CMC) together with each
+attacked (query, image) pair's rank before and after. Input defences transform queries, so
+gallery-side crafts are evaluated undefended only; they have no detection and no image strip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from advbench.api import Attack, FeatureBank, ImageSplit
+from advbench.batching import run_batches
+from advbench.clean import CleanSet, CleanVictim, ap_list, as_scores, score
+from advbench.context import TaskContext
+from advbench.features import extract
+from advbench.io import NpyWriter
+from advbench.metrics.detect import frechet_distance
+from advbench.metrics.perceptual import PerceptualMeter
+from advbench.metrics.ranking import GalleryTargets, candidate_ranks, draw_gallery_targets
+from advbench.metrics.reid import gallery_distances, prepare_gallery
+from advbench.plan import CraftTask, EvalTask
+from advbench.queries import adv_file, open_adv, perturb_batch
+from advbench.records import CraftRecord, EvalRecord
+from advbench.victims import victim_info
+
+RANK_CHUNK = 256  # attacked pairs per distance block
+
+
+def gallery_targets(task: CraftTask, clean: CleanSet) -> GalleryTargets:
+    """The craft's chosen gallery images and the queries each attacks (seeded by the craft)."""
+    index = clean.victims[task.source.name].index
+    return draw_gallery_targets(
+        clean.query.pids,
+        clean.query.camids,
+        index.pids.cpu(),
+        index.camids.cpu(),
+        n_images=task.gallery_images,
+        k=task.n_targets,
+        goal=task.threat_model.goal,
+        seed=task.seed,
+    )
+
+
+def attacked_split(clean: CleanSet, chosen: GalleryTargets) -> ImageSplit:
+    """The chosen gallery images with their labels (pixels read from the decode cache)."""
+    assert clean.gallery is not None, "a gallery-side cell needs the dataset's gallery images"
+    rows = chosen.rows
+    return ImageSplit(clean.gallery.images[rows], clean.gallery.pids[rows], clean.gallery.camids[rows])
+
+
+def craft_gallery(
+    task: CraftTask, attack: Attack, clean: CleanSet, ctx: TaskContext, *, fit_seconds: float = 0.0
+) -> CraftRecord:
+    """Perturb the craft's chosen gallery images on the source victim, batch by batch, into the cache."""
+    model = ctx.victim(task.source)
+    source: CleanVictim = clean.victims[task.source.name]
+    chosen = gallery_targets(task, clean)
+    images = attacked_split(clean, chosen)
+    queries = FeatureBank(source.query_features, clean.query.pids, clean.query.camids)
+    targets = chosen.padded(task.n_targets)
+    meter, path, elapsed = PerceptualMeter(), adv_file(ctx, task), 0.0
+
+    def step(rows: slice) -> None:
+        nonlocal elapsed
+        clean_batch, adv, seconds = perturb_batch(
+            task, attack, model, source.gallery, images, rows, ctx, task.seed + rows.start, targets, queries
+        )
+        meter.update(clean_batch, adv)
+        block = adv.mul(255).round().to(torch.uint8) if task.quantize else adv
+        writer.write(block.cpu().numpy())
+        elapsed += seconds
+
+    def shrink(batch: int) -> None:
+        print(f"{task.label}: out of memory, crafting {batch} images at a time", file=sys.stderr)
+
+    dtype = np.uint8 if task.quantize else np.float32
+    with NpyWriter(path, (len(images), *images.images.shape[1:]), dtype) as writer:
+        run_batches(len(images), task.batch_size, step, on_shrink=shrink)
+    return CraftRecord(
+        key=task.key,
+        dataset=task.dataset,
+        fit_dataset=task.fit.source.dataset if task.fit else task.dataset,
+        attack=task.attack.name,
+        attack_params=dict(task.attack.params),
+        eps=task.eps,
+        source_victim=task.source.name,
+        source_checkpoint=task.source.checkpoint,
+        source_weights_id=task.source.weights_id,
+        perceptual=dataclasses.asdict(meter.report()),
+        sec_per_image=elapsed / len(images),
+        fit_seconds=fit_seconds,
+        n_query=len(images),
+        input_size=tuple(task.source.input_size),
+        seed=task.run_seed,
+        quantized=task.quantize,
+        batch_size=task.batch_size,
+        adv_file=str(path),
+        provenance=ctx.provenance,
+        source_info=victim_info(model),
+        side="gallery",
+        goal=task.threat_model.goal,
+        budget=task.threat_model.budget,
+        targets=chosen.queries,
+        attacked=chosen.rows.tolist(),
+    )
+
+
+def _pair_ranks(query_features: Tensor, index, q_rows: Tensor, g_rows: Tensor) -> list[list[int]]:
+    """Rank of gallery image ``g_rows[p]`` in query ``q_rows[p]``'s ranking, per pair: ``[P][1]``."""
+    out = []
+    for s in range(0, len(q_rows), RANK_CHUNK):
+        q, g = q_rows[s : s + RANK_CHUNK], g_rows[s : s + RANK_CHUNK]
+        distmat = gallery_distances(query_features[q.to(query_features.device)], index)
+        out.append(candidate_ranks(distmat, g[:, None].to(distmat.device)).cpu())
+    return torch.cat(out).tolist()
+
+
+def evaluate_gallery(
+    task: EvalTask, craft: CraftTask, clean: CleanSet, ctx: TaskContext, *, batch_size: int
+) -> EvalRecord:
+    """Score the clean queries on ``task.target`` against its gallery with the craft's images swapped in."""
+    target: CleanVictim = clean.victims[task.target.name]
+    model = ctx.victim(task.target)
+    chosen = gallery_targets(craft, clean)
+    adv = open_adv(adv_file(ctx, craft), attacked_split(clean, chosen))
+    adv_feats = extract(
+        model, adv, device=ctx.device, batch_size=batch_size, progress=False, autocast=ctx.autocast
+    )
+    features = target.index.features.clone()
+    rows = chosen.rows.to(features.device)
+    features[rows] = adv_feats.to(features.device, features.dtype)
+    index = prepare_gallery(features, target.index.pids, target.index.camids, target.index.distance)
+    adv_scores = score(target.query_features, index, clean.query, task.protocol, task.seed)
+    q_rows, g_rows = chosen.pairs()
+    fd = frechet_distance(target.index.features[rows], adv_feats) if len(rows) > 1 else float("nan")
+    return EvalRecord(
+        key=task.key,
+        craft_key=task.craft_key,
+        dataset=clean.dataset,
+        target_victim=task.target.name,
+        target_weights_id=task.target.weights_id,
+        protocol=task.protocol,
+        n_gallery=len(target.index),
+        clean=as_scores(target.scores),
+        adv=as_scores(adv_scores),
+        provenance=ctx.provenance,
+        clean_ap=ap_list(target.scores),
+        adv_ap=ap_list(adv_scores),
+        frechet_distance=None if fd != fd else fd,
+        target_info=victim_info(model),
+        clean_target_ranks=_pair_ranks(target.query_features, target.index, q_rows, g_rows),
+        adv_target_ranks=_pair_ranks(target.query_features, index, q_rows, g_rows),
+    )
