@@ -300,7 +300,11 @@ def test_missing_targets_or_gallery_raise_one_line_errors() -> None:
 # ------------------------------------------------------------------------------------ conformance
 def test_specs_are_opt_in_and_pass_the_kit(tmp_path) -> None:
     specs = {s.name: s for s in advbench_ranking.advbench_attacks()}
-    assert set(specs) == {"rank-pgd", "fna", "metric-fgsm", "metric-ifgsm"}
+    assert set(specs) == {"rank-pgd", "candidate-pgd", "fna", "metric-fgsm", "metric-ifgsm"}
+    assert {(t.side, t.goal) for t in specs["candidate-pgd"].threats} == {
+        ("gallery", "targeted"),
+        ("gallery", "demote"),
+    }
     assert not any(s.default for s in specs.values())
     assert {t.goal for t in specs["rank-pgd"].threats} == {"targeted", "demote"}
     report = check_plugin_module(advbench_ranking, tmp_dir=tmp_path)
@@ -343,3 +347,23 @@ def test_the_kit_checks_targeted_crafts() -> None:
         check_attack(_spec(_Unbounded))
     with pytest.raises(ConformanceError, match="deterministic"):
         check_attack(_spec(_Noisy))
+
+
+class _GalleryUnbounded(Attack):
+    """A gallery-side attack that leaves its L∞ ball."""
+
+    def perturb(self, victim, images, pids, camids, *, gallery=None, targets=None, queries=None):
+        assert targets is not None and queries is not None  # the kit gives what the runner gives
+        return (images + 2 * self.eps / 255).clamp(0, 1)
+
+
+def test_the_kit_checks_gallery_side_crafts() -> None:
+    spec = AttackSpec(
+        name="gallery-unbounded",
+        description="breaks the budget on the gallery side",
+        build=lambda eps=16.0, **p: _GalleryUnbounded(eps=eps, **p),
+        threats=(ThreatModel("gallery", "demote", "linf"),),
+    )
+    with pytest.raises(ConformanceError, match="gallery side, demote"):
+        check_attack(spec)
+    check_attack(next(s for s in advbench_ranking.advbench_attacks() if s.name == "candidate-pgd"), eps=(8,))

@@ -65,7 +65,7 @@ def test_torchattacks_family_members_pass(variant: str) -> None:
     check_attack(_spec("attack", "torchattacks"), variant=variant, params={"steps": 2})
 
 
-@pytest.mark.parametrize("name", [n for n in _builtins("victim") if n != "timm"])
+@pytest.mark.parametrize("name", [n for n in _builtins("victim") if not _spec("victim", n).variant])
 def test_builtin_victims_pass(name: str) -> None:
     check_victim(_spec("victim", name), num_classes=3, input_size=SIZE)
 

@@ -492,7 +492,8 @@ def check_attack(
     victim = (victim or TinyVictim()).eval()
     size = tuple(victim.input_size)
     device = next((p.device for p in victim.parameters()), torch.device("cpu"))
-    gallery = _bank(victim, _split(4, 2, size, seed=11), device)
+    gallery_split = _split(4, 2, size, seed=11)
+    gallery = _bank(victim, gallery_split, device)
     query = _split(4, 1, size, seed=12)
     train = _split(8, 4, size, seed=13)
     budgets = {t.budget for t in spec.threats}
@@ -504,6 +505,7 @@ def check_attack(
         for e, area in crafts:
             budget = "linf" if area is None else "patch"
             goals = {t.goal for t in spec.threats if t.side == "query" and t.budget == budget}
+            gallery_goals = {t.goal for t in spec.threats if t.side == "gallery" and t.budget == budget}
             own = {**(params or {}), **({"area": area} if area is not None else {})}
             build = lambda e=e, own=own: build_attack(spec, e, variant=variant, params=own)  # noqa: E731
             attack = build()
@@ -513,12 +515,17 @@ def check_attack(
             clean = query.batch(slice(None), device)
             kept = clean.clone()
             pids, camids = query.pids.to(device), query.camids.to(device)
-            if "untargeted" in goals or not goals:
+            if "untargeted" in goals or not (goals or gallery_goals):
                 adv = attack.perturb(victim, clean, pids, camids, gallery=gallery)
                 _check_output(name, float(e), clean, kept, adv, area)
             for goal in sorted(goals & {"targeted", "demote"}):
                 _check_targeted(
                     name, float(e), attack, victim, clean, kept, pids, camids, gallery, goal, area
+                )
+            for goal in sorted(gallery_goals & {"targeted", "demote"}):
+                queries = _bank(victim, query, device)
+                _check_gallery_side(
+                    name, float(e), attack, victim, gallery_split, gallery, queries, goal, area
                 )
 
 
@@ -559,6 +566,57 @@ def _check_targeted(
         raise _fail("attack", label, "perturb must not modify targets.indices in place", f"at eps={eps:g}")
     again = craft()
     if (diff := _close(adv.detach(), again.detach(), rel=1e-5)) is not None:
+        raise _fail(
+            "attack",
+            label,
+            "perturb must be deterministic for one seed of the global generator",
+            f"two seeded calls differ by {diff:.3g} at eps={eps:g}",
+        )
+
+
+def _check_gallery_side(
+    name: str,
+    eps: float,
+    attack: Attack,
+    victim: Victim,
+    gallery_split: ImageSplit,
+    gallery: FeatureBank,
+    queries: FeatureBank,
+    goal: Any,
+    area: float | None = None,
+) -> None:
+    """A gallery-side craft, as the runner makes it: the chosen gallery images, ``targets`` rows of
+    the ``queries`` bank (:func:`advbench.metrics.ranking.draw_gallery_targets`, k = 2, seed 0), the
+    clean gallery. The output must obey every craft's rules and be deterministic for one seed."""
+    from advbench.metrics.ranking import draw_gallery_targets
+
+    label = f"{name} (gallery side, {goal})"
+    chosen = draw_gallery_targets(
+        queries.pids.cpu(),
+        queries.camids.cpu(),
+        gallery.pids.cpu(),
+        gallery.camids.cpu(),
+        n_images=len(gallery_split),
+        k=2,
+        goal=goal,
+        seed=0,
+    )
+    device = gallery.features.device
+    images = gallery_split.batch(chosen.rows, device)
+    kept = images.clone()
+    pids, camids = gallery.pids[chosen.rows.to(device)], gallery.camids[chosen.rows.to(device)]
+    targets = Targets(goal, chosen.padded(2).to(device))
+
+    def craft() -> Any:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return attack.perturb(
+                victim, images, pids, camids, gallery=gallery, targets=targets, queries=queries
+            )
+
+    adv = craft()
+    _check_output(label, eps, images, kept, adv, area)
+    if (diff := _close(adv.detach(), craft().detach(), rel=1e-5)) is not None:
         raise _fail(
             "attack",
             label,
