@@ -110,6 +110,26 @@ def test_gallery_side_crafts_are_planned_undefended_with_their_own_keys() -> Non
     assert fewer.cells[0].craft.key != defended.cells[0].craft.key
 
 
+def test_patch_threats_need_the_patch_budget_and_are_crafted_once_per_area() -> None:
+    patch = ThreatModel("query", "untargeted", "patch")
+    mixed = dataclasses.replace(PGD, name="mixed", threats=(UNTARGETED_QUERY, patch))
+    default = _plan([_ref("a")], attacks=(mixed,), eps=(4.0, 16.0))
+    assert [c.craft.threat_model for c in default.cells] == [UNTARGETED_QUERY] * 2
+    wide = _plan(
+        [_ref("a")], attacks=(mixed,), eps=(4.0, 16.0), budgets=("linf", "patch"), patch_areas=(0.05, 0.1)
+    )
+    crafts = [c.craft for c in wide.cells]
+    assert [(c.threat_model.budget, c.eps, c.patch_area) for c in crafts] == [
+        ("linf", 4.0, None),
+        ("linf", 16.0, None),
+        ("patch", 255.0, 0.05),
+        ("patch", 255.0, 0.1),
+    ]
+    assert [c.key for c in crafts[:2]] == [c.craft.key for c in default.cells]
+    assert len({c.key for c in crafts}) == 4
+    assert crafts[2].attack.build_kwargs(crafts[2].eps, crafts[2].patch_area)["area"] == 0.05
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -117,6 +137,10 @@ def test_gallery_side_crafts_are_planned_undefended_with_their_own_keys() -> Non
         ("goals", ("targetted",), "Did you mean targeted"),
         ("goals", (), "--goal expects one or more of"),
         ("targets_per_query", 0, "--targets-per-query must be >= 1"),
+        ("budgets", ("l2",), "unknown --budget 'l2'"),
+        ("patch_areas", (1.5,), "--patch-area values must lie in"),
+        ("patch_areas", (0.1, 0.1), "more than once"),
+        ("gallery_images", 0, "--gallery-images must be >= 1"),
     ],
 )
 def test_bad_axes_are_one_line_errors(tmp_path, field: str, value, message: str) -> None:

@@ -155,6 +155,11 @@ def parser() -> argparse.ArgumentParser:
         help="untargeted (default), targeted (push chosen candidates up), demote (push them down); comma list",
     )
     run.add_argument(
+        "--budget",
+        default=None,
+        help="linf (default), patch (patch attacks, sized by --patch-area), or both comma separated",
+    )
+    run.add_argument(
         "--gallery-images",
         type=int,
         default=None,
@@ -344,6 +349,7 @@ def _config_from(args: argparse.Namespace) -> RunConfig:
         "amp": pick("amp"),
         "sides": _words(pick("side")),
         "goals": _words(pick("goal")),
+        "budgets": _words(pick("budget")),
         "targets_per_query": pick("targets_per_query"),
         "patch_areas": _areas(pick("patch_area")),
         "gallery_images": pick("gallery_images"),

@@ -11,6 +11,7 @@ from typing import Any
 PROTOCOLS = ("market", "cuhk03-classic")
 SIDES = ("query", "gallery")
 GOALS = ("untargeted", "targeted", "demote")
+BUDGETS = ("linf", "patch")
 BACKENDS = ("local", "ray")
 
 
@@ -35,8 +36,8 @@ class RunConfig:
     CUDA autocast (bf16) while crafting and extracting features; it is ignored on CPU.
     ``defences`` selects the defence axis (``none`` = undefended); ``detect_images`` attacked
     train images teach each craft's spectral detector (0: no detectability measurements).
-    ``sides`` and ``goals`` select the threat models of the grid (default: untargeted query
-    attacks, the grid before threat axes existed); a targeted or demote craft draws
+    ``sides``, ``goals`` and ``budgets`` select the threat models of the grid (default: untargeted
+    L∞ query attacks, the grid before threat axes existed); a targeted or demote craft draws
     ``targets_per_query`` candidates per query. A patch-budget threat is crafted once per
     ``patch_areas`` value (fraction of the image; L∞ unbounded inside the patch) instead of per eps.
     A gallery-side craft perturbs up to ``gallery_images`` chosen gallery images.
@@ -72,6 +73,7 @@ class RunConfig:
     amp: bool = False
     sides: tuple[str, ...] = ("query",)
     goals: tuple[str, ...] = ("untargeted",)
+    budgets: tuple[str, ...] = ("linf",)
     targets_per_query: int = 5
     patch_areas: tuple[float, ...] = (0.1,)
     gallery_images: int = 100

@@ -318,12 +318,14 @@ def budget_groups(attack: AttackChoice, config: RunConfig) -> list[tuple[float, 
 
 def threats_of(attack: AttackChoice, config: RunConfig) -> list[ThreatModel]:
     """The threat models ``attack`` runs under in this run: those its spec lists that the run's
-    ``--side`` and ``--goal`` select (a gallery-side threat needs a goal with chosen targets)."""
+    ``--side``, ``--goal`` and ``--budget`` select (a gallery-side threat needs a goal with chosen
+    targets)."""
     return [
         t
         for t in attack.threats
         if t.side in config.sides
         and t.goal in config.goals
+        and t.budget in config.budgets
         and not (t.side == "gallery" and t.goal == "untargeted")
     ]
 

@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from advbench.api import AdvbenchError
-from advbench.config import BACKENDS, GOALS, PROTOCOLS, SIDES, RunConfig
+from advbench.config import BACKENDS, BUDGETS, GOALS, PROTOCOLS, SIDES, RunConfig
 from advbench.plugins import Kind, Registry
 
 MIN_SIDE = 16
@@ -161,7 +161,11 @@ def _choices(config: RunConfig) -> None:
             )
     if len(set(areas)) != len(areas):
         raise AdvbenchError("--patch-area lists a value more than once")
-    for flag, values, known in (("--side", config.sides, SIDES), ("--goal", config.goals, GOALS)):
+    for flag, values, known in (
+        ("--side", config.sides, SIDES),
+        ("--goal", config.goals, GOALS),
+        ("--budget", config.budgets, BUDGETS),
+    ):
         if not isinstance(values, tuple | list) or not values:
             raise AdvbenchError(f"{flag} expects one or more of {', '.join(known)}, got {_shown(values)}")
         for value in values:
@@ -336,6 +340,7 @@ CONFIG_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "amp": _BOOL,
     "side": ("names (a string or a list)", _names),
     "goal": ("names (a string or a list)", _names),
+    "budget": ("names (a string or a list)", _names),
     "targets_per_query": _INT,
     "gallery_images": _INT,
     "patch_area": ("fractions (0.1, '0.05,0.1' or a list)", _eps_value),
@@ -349,6 +354,7 @@ CONFIG_ALIASES: dict[str, tuple[str, bool]] = {
     "progress": ("no_progress", True),
     "sides": ("side", False),
     "goals": ("goal", False),
+    "budgets": ("budget", False),
 }
 """RunConfig field names accepted for flag names: key -> (option, negated)."""
 

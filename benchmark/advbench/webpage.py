@@ -341,7 +341,7 @@ def reproduce_command(row: Mapping[str, Any], craft: CraftRecord | None = None) 
     parts = ["advbench", "run", "--datasets", str(row["dataset"]), "--attacks", attack]
     area = row.get("patch_area")
     if str(row.get("budget", "linf")) == "patch" and area is not None and not pd.isna(area):
-        parts += ["--patch-area", f"{float(area):g}"]
+        parts += ["--budget", "patch", "--patch-area", f"{float(area):g}"]
     else:
         parts += ["--eps", f"{float(row['eps']):g}"]
     parts += ["--victims", victims]
