@@ -22,6 +22,7 @@ import torch
 from conftest import TINY_VICTIMS, tiny_cli
 
 from advbench import hookimpl
+from advbench import io as advbench_io
 from advbench.api import Attack, AttackSpec, Victim, VictimSpec
 from advbench.cli import main
 from advbench.plugins import build_registry, discover
@@ -232,6 +233,29 @@ def test_a_damaged_user_checkpoint_is_one_line_naming_it(session_cache: Path, tm
     lines = [line for line in out.splitlines() if str(broken) in line]
     assert lines and all("not a readable torch checkpoint" in line for line in lines)
     assert "weights_only" not in out
+
+
+def test_a_dry_run_reports_damaged_cache_entries_and_removes_nothing(tmp_path: Path, capsys) -> None:
+    """Entries without their SHA-256 sidecar (a victim checkpoint, stored adversarial queries) are
+    named by a dry run, which would have a run recompute them, and are all still there after it."""
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    assert main(_args(cache, out, attacks="fgsm")) == 0
+    entries = sorted((cache / "victims").glob("*.pt")) + sorted((cache / "adversarial").rglob("*.npy"))
+    assert any(e.suffix == ".pt" for e in entries) and any(e.suffix == ".npy" for e in entries)
+    for entry in entries:
+        entry.with_name(f"{entry.name}.sha256").unlink()
+    for record in (out / ".store").glob("*.json"):  # the stored queries are checked for new evaluations
+        if '"kind": "eval"' in record.read_text():
+            record.unlink()
+    capsys.readouterr()
+    advbench_io._VERIFIED.clear()  # as in a new process: entries this one wrote are not known good
+    assert main(_args(cache, out, "--dry-run", attacks="fgsm")) == 0
+    captured = capsys.readouterr()
+    for entry in entries:
+        assert entry.is_file(), f"the dry run removed {entry}"
+        assert f"damaged cache entry {entry}: a run would recompute it" in captured.err, captured.err
+    assert "recomputing" not in captured.err
+    assert captured.out.splitlines()[-1].startswith("dry run: 2 cells, 0 done, 2 to do; 2 victim(s) to train")
 
 
 # ---------------------------------------------------------------------- code behind a victim

@@ -411,7 +411,8 @@ def _dry_run(config: RunConfig, registry: Registry) -> int:
     Planning is the run's own (:func:`advbench.runner.make_plan` and :func:`advbench.steps.pending`),
     so datasets are loaded as a run loads them: victim and cell keys hash each dataset's fingerprint and
     train ids, which only its plugin knows, so an embedded dataset not yet in the cache is generated
-    (and kept for the run). Nothing is decoded, trained, fitted or crafted, and the store is not written.
+    (and kept for the run). Nothing is decoded, trained, fitted or crafted, the store is not written,
+    and no cache entry is removed: a damaged one is reported as a run would recompute it.
     """
     from advbench.data.catalog import DatasetCatalog
     from advbench.records import FitRecord, RunSummary
@@ -421,10 +422,11 @@ def _dry_run(config: RunConfig, registry: Registry) -> int:
 
     summary = RunSummary()
     store = ResultStore(Path(config.out) / ".store")
-    plan = make_plan(config, registry, DatasetCatalog(config, registry), summary)
-    todo = pending(plan, store)
+    # remove=False: a damaged cache entry is reported ("a run would recompute it") and left alone
+    plan = make_plan(config, registry, DatasetCatalog(config, registry), summary, remove=False)
+    todo = pending(plan, store, remove=False)
     left = {cell.craft.key: cell for cell in todo.cells}
-    train = [r for r in todo.victims() if r.origin == "train" and not Path(r.checkpoint).exists()]
+    train = [r for r in todo.victims() if r.origin == "train"]
     for ref in train:
         print(f"train  {ref.label}: {ref.recipe.steps} steps, {ref.num_classes} ids -> {ref.checkpoint}")
     for fit in todo.fits:

@@ -109,12 +109,14 @@ def _sha256(path: Path) -> str:
     return sha.hexdigest()
 
 
-def verified(path: Path | str, *, report: bool = True) -> bool:
+def verified(path: Path | str, *, report: bool = True, remove: bool = True) -> bool:
     """Whether cache entry ``path`` exists and matches its SHA-256 sidecar.
 
     A damaged or unverifiable entry (no sidecar: written by an older advbench, or killed before
     the sidecar) is reported on stderr as ``damaged cache entry PATH: recomputing`` and removed,
-    so the caller recomputes it. A file is hashed once per process and version (size, mtime).
+    so the caller recomputes it. With ``remove=False`` (a dry run, which touches nothing) it is
+    reported as ``damaged cache entry PATH: a run would recompute it`` and left where it is.
+    A file is hashed once per process and version (size, mtime).
     """
     path = Path(path)
     try:
@@ -132,7 +134,10 @@ def verified(path: Path | str, *, report: bool = True) -> bool:
         _VERIFIED.add(stamp)
         return True
     if report:
-        print(f"damaged cache entry {path}: recomputing", file=sys.stderr, flush=True)
+        what = "recomputing" if remove else "a run would recompute it"
+        print(f"damaged cache entry {path}: {what}", file=sys.stderr, flush=True)
+    if not remove:
+        return False
     path.unlink(missing_ok=True)
     digest_file(path).unlink(missing_ok=True)
     return False

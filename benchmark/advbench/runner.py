@@ -41,6 +41,7 @@ def _resolve_victims(
     dataset: str,
     summary: RunSummary,
     log: Log,
+    remove: bool = True,
 ) -> list[VictimRef]:
     """Refs of the run's victims on ``dataset``; with ``all``, non-default victims without weights
     are skipped with a note, and a victim with no way to get weights is a failure of its own."""
@@ -50,7 +51,7 @@ def _resolve_victims(
     for name in registry.select("victim", config.victims):
         optional = wants_all and not victims.is_default(name, registry)
         try:
-            ref = victims.resolve(name, data, size, config, registry, embedded)
+            ref = victims.resolve(name, data, size, config, registry, embedded, remove=remove)
         except AdvbenchError as exc:
             if not optional:
                 summary.failed.append((f"{dataset}/{name}", str(exc)))
@@ -68,11 +69,21 @@ def _resolve_victims(
 
 
 def make_plan(
-    config: RunConfig, registry: Registry, catalog: DatasetCatalog, summary: RunSummary, log: Log = _stderr
+    config: RunConfig,
+    registry: Registry,
+    catalog: DatasetCatalog,
+    summary: RunSummary,
+    log: Log = _stderr,
+    *,
+    remove: bool = True,
 ) -> Plan:
-    """Resolve every dataset's victims (and the ``--fit-on`` dataset's) and build the plan."""
+    """Resolve every dataset's victims (and the ``--fit-on`` dataset's) and build the plan.
+
+    A damaged cached checkpoint is reported and removed; with ``remove=False`` (a dry run) it is
+    reported and kept.
+    """
     by_dataset = {
-        ds: _resolve_victims(config, registry, catalog, ds, summary, log)
+        ds: _resolve_victims(config, registry, catalog, ds, summary, log, remove)
         for ds in registry.select("dataset", config.datasets)
     }
     fit_refs: dict[str, VictimRef] = {}
@@ -81,7 +92,13 @@ def make_plan(
         for name in dict.fromkeys(r.name for refs in by_dataset.values() for r in refs):
             try:
                 fit_refs[name] = victims.resolve(
-                    name, catalog.get(fit), catalog.input_size(fit), config, registry, catalog.embedded(fit)
+                    name,
+                    catalog.get(fit),
+                    catalog.input_size(fit),
+                    config,
+                    registry,
+                    catalog.embedded(fit),
+                    remove=remove,
                 )
             except AdvbenchError as exc:
                 summary.failed.append((f"{fit}/{name}", str(exc)))

@@ -63,9 +63,10 @@ def _needs_attack(cell: Cell) -> bool:
     return not cell.crafted or cell.detect is not None
 
 
-def pending(plan: Plan, store: ResultStore) -> Plan:
+def pending(plan: Plan, store: ResultStore, *, remove: bool = True) -> Plan:
     """The part of ``plan`` still to do: evaluations and detections not stored, crafts whose
-    queries are not kept."""
+    queries are not kept. Damaged stored queries are reported and removed (``remove=False``, as
+    in a dry run: reported and kept)."""
     cells = []
     for cell in plan.cells:
         evals = tuple(e for e in cell.evals if not store.is_done(e.key))
@@ -73,7 +74,7 @@ def pending(plan: Plan, store: ResultStore) -> Plan:
         if not evals and detect is None:
             continue
         record = store.get(cell.craft.key)
-        crafted = isinstance(record, CraftRecord) and verified(record.adv_file)
+        crafted = isinstance(record, CraftRecord) and verified(record.adv_file, remove=remove)
         cells.append(Cell(cell.craft, evals, crafted, detect))
     fits = {c.craft.fit.key: c.craft.fit for c in cells if c.craft.fit is not None and _needs_attack(c)}
     return Plan(fits=list(fits.values()), cells=cells)

@@ -83,11 +83,13 @@ def resolve(
     embedded: bool,
     *,
     train_missing: bool | None = None,
+    remove: bool = True,
 ) -> VictimRef:
     """The ref of ``name``'s weights for ``data``: user file, else cache, else to be trained.
 
     Raises :class:`AdvbenchError` saying what to do when there are no weights and training is not
-    allowed (real datasets need ``--train-missing`` or ``advbench train``).
+    allowed (real datasets need ``--train-missing`` or ``advbench train``). A damaged cached
+    checkpoint is reported and removed (``remove=False``, as in a dry run: reported and kept).
     """
     entry, params, recipe, adversarial = _setup(name, config, registry)
     common = dict(
@@ -117,7 +119,7 @@ def resolve(
         adversarial,
     )
     path = checkpoints.cached_checkpoint(config.cache_dir, name, data.name, key)
-    if verified(path):  # a damaged checkpoint is reported, removed and trained again
+    if verified(path, remove=remove):  # a damaged checkpoint is reported, removed and trained again
         return VictimRef(checkpoint=str(path), weights_id=key, origin="cache", **common)
     allowed = config.train_missing if train_missing is None else train_missing
     if not (embedded or allowed):
