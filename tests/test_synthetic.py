@@ -73,6 +73,20 @@ def test_spec() -> None:
     assert spec.version == synthetic.GENERATOR_VERSION and "{pid:04d}_c{cam+1}s1" in spec.layout
 
 
+def test_runs_use_the_size_the_params_generate(small: ReidDataset, tmp_path: Path) -> None:
+    """The spec's input_size is the default params' crop size; a run of 32x16 data decodes it at
+    32x16 (not upsampled to the spec's 128x64), unless --input-size says otherwise."""
+    from advbench.config import RunConfig
+    from advbench.data.catalog import DatasetCatalog
+    from advbench.plugins import get_registry
+
+    assert small.info["input_size"] == (SMALL["height"], SMALL["width"])
+    config = RunConfig(datasets="synthetic", cache_dir=tmp_path, dataset_params={"synthetic": SMALL})
+    assert DatasetCatalog(config, get_registry()).input_size("synthetic") == (32, 16)
+    resized = RunConfig(**{**vars(config), "input_size": (64, 32)})
+    assert DatasetCatalog(resized, get_registry()).input_size("synthetic") == (64, 32)
+
+
 # --------------------------------------------------------------------------- determinism
 def test_same_seed_gives_identical_bytes_and_fingerprint(small: ReidDataset, tmp_path: Path) -> None:
     again = synthetic.load(None, tmp_path, **SMALL)

@@ -718,6 +718,7 @@ def load(root: Path | None, cache_dir: Path, **params: Any) -> ReidDataset:
     train = [Sample(s.path, relabel[s.pid], s.camid) for s in splits["train"]]
     info: dict[str, Any] = {
         "params": p,
+        "input_size": (p["height"], p["width"]),  # the crop size runs use (not the spec's default)
         "version": GENERATOR_VERSION,
         "generated_in_s": manifest["generated_in_s"],
         "generated_now": generated,
