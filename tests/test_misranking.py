@@ -251,6 +251,38 @@ def test_second_fit_loads_from_cache(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert not third.loaded_from_cache
 
 
+def _fitted_generator(run_seed: int, folder: Path, **params: object) -> dict[str, Tensor]:
+    """The generator of a fit under ``run_seed``, seeded as the runner seeds every fit
+    (:func:`advbench.attacks.restore` calls ``seed_everything(task.seed)``; the seed comes from the
+    fit key, which hashes the run's ``--seed``)."""
+    from advbench.utils import seed_everything
+
+    split, victim = make_split(), TinyVictim(6)  # TinyVictim seeds the global generator itself
+    seed_everything(run_seed)
+    attack = MisRankingAttack(steps=2, **{**TINY, **params})
+    attack.fit(victim, split, cache_dir=folder, key="k", device=torch.device("cpu"), progress=False)
+    assert not attack.loaded_from_cache and attack.nets is not None
+    return attack.nets.generator.state_dict()
+
+
+def _same(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_fit_follows_the_run_seed(tmp_path: Path) -> None:
+    """Different run seeds give different generators, the same one identical generators; an
+    explicit ``seed`` parameter pins the fit whatever the run seed."""
+    first = _fitted_generator(1, tmp_path / "a")
+    assert _same(first, _fitted_generator(1, tmp_path / "b"))
+    assert not _same(first, _fitted_generator(2, tmp_path / "c"))
+    assert _same(_fitted_generator(1, tmp_path / "d", seed=5), _fitted_generator(2, tmp_path / "e", seed=5))
+
+
+def test_the_fit_seed_is_part_of_the_spec_version() -> None:
+    """Fits cached before the attack followed --seed (version 1.0.0) are not reused."""
+    assert advbench_attacks()[0].version != "1.0.0"
+
+
 def _rank1(victim: Victim, queries: Tensor, q_pids: Tensor, gallery: Tensor, g_pids: Tensor) -> float:
     with torch.no_grad():
         d = torch.cdist(victim.features(queries), victim.features(gallery))

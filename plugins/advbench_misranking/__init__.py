@@ -16,7 +16,7 @@ from advbench import hookimpl
 from advbench.api import Attack, AttackSpec
 from advbench_misranking.config import default_params
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"  # 1.1.0: fits follow the run's --seed (1.0.0 always used seed 0)
 
 
 def build(eps: float = 16.0, **params: Any) -> Attack:

@@ -55,7 +55,7 @@ class MisRankingConfig:
     real_pair: RealPair = "self"
     ranking_ref: RankingRef = "clean"
     flip: bool = True
-    seed: int = 0
+    seed: int | None = None  # None: drawn from the run's seed (the runner seeds each fit from its key)
     chunk: int = 128
 
     def __post_init__(self) -> None:

@@ -43,10 +43,18 @@ class Networks:
         return params
 
 
-def build_networks(config: MisRankingConfig, device: torch.device | str = "cpu") -> Networks:
-    """Fresh networks, initialised from ``config.seed`` without touching the global RNG state."""
+def fit_seed(config: MisRankingConfig) -> int:
+    """The seed of a fit: ``config.seed`` when given, else one draw from the global torch generator,
+    which the runner seeds from the fit's key (so it follows ``--seed``, as every other fit does)."""
+    if config.seed is not None:
+        return int(config.seed)
+    return int(torch.randint(2**31 - 1, ()))
+
+
+def build_networks(config: MisRankingConfig, device: torch.device | str = "cpu", seed: int = 0) -> Networks:
+    """Fresh networks, initialised from ``seed`` without touching the global RNG state."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(seed)
         nets = Networks(
             generator=ResnetGenerator(config.ngf, config.n_blocks, config.norm),
             discriminator=MultiScaleDiscriminator(config.ndf, config.d_layers, num_scales=3),
@@ -121,8 +129,9 @@ class GanTrainer:
         self.victim, self.train, self.config = victim, train, config
         self.eps = eps / 255.0
         self.device = torch.device(device)
-        self.nets = build_networks(config, self.device)
-        self.rng = torch.Generator().manual_seed(config.seed)
+        self.seed = fit_seed(config)
+        self.nets = build_networks(config, self.device, self.seed)
+        self.rng = torch.Generator().manual_seed(self.seed)
         self.use_xent = config.w_xent > 0 and victim.num_classes > 0
         betas = (config.beta1, config.beta2)
         self.opt_g = torch.optim.Adam(self.nets.generator_parameters(), lr=config.lr, betas=betas)
