@@ -24,17 +24,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor, nn
 
+from advbench.errors import AdvbenchError  # noqa: F401  (re-exported: plugins import it from here)
+
 if TYPE_CHECKING:
-    from advbench.data.images import DiskImages
+    from advbench.data.disk import DiskImages
 
 Distance = Literal["cosine", "euclidean"]
 Side = Literal["query", "gallery"]
 Goal = Literal["untargeted", "targeted", "demote"]
 Budget = Literal["linf", "patch"]
-
-
-class AdvbenchError(Exception):
-    """A user-facing error: the CLI prints its message on one line and exits non-zero."""
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -83,7 +81,7 @@ class ImageSplit:
     """A decoded split: images ``[N, 3, H, W]`` with their labels.
 
     ``images`` is a Tensor (uint8, a quarter of the memory, or float in [0, 1]) or, for the
-    splits the runner loads, a :class:`~advbench.data.images.DiskImages` read from the decode cache
+    splits the runner loads, a :class:`~advbench.data.disk.DiskImages` read from the decode cache
     one batch at a time, so that memory is bounded by the batch rather than the dataset. Both take
     ``.shape``, ``len`` and indexing by a slice or an index tensor; read pixels through
     :meth:`batch`, which returns float [0, 1] on ``device`` either way.

@@ -32,7 +32,7 @@ def _text(table: pd.DataFrame, index: bool) -> str:
 
 def render(frame: pd.DataFrame, *, dataset: str | None = None, attack: str | None = None) -> str:
     """The white-box table and every transfer matrix of the selected rows, as aligned text."""
-    from advbench.leaderboard import transfer_tables, whitebox_table
+    from advbench.tables import transfer_tables, whitebox_table
 
     rows = select(frame, dataset=dataset, attack=attack)
     white = whitebox_table(rows)

@@ -83,7 +83,7 @@ def transfer_heatmap(table: pd.DataFrame, path: Path, *, title: str, unit: str =
 def eps_figure(frame: pd.DataFrame, *, dataset: str) -> Figure:
     """White-box adversarial mAP against eps, one line per (attack, source victim); each victim's
     clean mAP is a dashed line of the same colour."""
-    from advbench.leaderboard import attack_label
+    from advbench.tables import attack_label
 
     labelled = frame.assign(attack=attack_label(frame))  # labels as the transfer tables give them
     white = labelled[(labelled["setting"] == "whitebox") & (labelled["dataset"] == dataset)]
@@ -219,7 +219,7 @@ def image_strip(examples: list[StripExample], path: Path, *, title: str) -> Path
 
 def plot_names(frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     """File name -> what it shows, for every plot :func:`write_plots` makes of ``frame``."""
-    from advbench.leaderboard import slug, transfer_tables
+    from advbench.tables import slug, transfer_tables
 
     names: dict[str, tuple[str, ...]] = {}
     for dataset, attack, eps in transfer_tables(frame):
@@ -240,7 +240,7 @@ def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
     """Write a heatmap per (dataset, attack, eps) transfer matrix and, for every dataset run at two
     or more eps, its eps curves into ``out/plots``; plots of cells no longer in ``frame`` are
     removed. Returns the written paths, sorted."""
-    from advbench.leaderboard import transfer_tables
+    from advbench.tables import transfer_tables
 
     folder = Path(out) / "plots"
     if frame.empty:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from advbench.leaderboard import attack_label, default_threat, undefended
+from advbench.tables import attack_label, default_threat, undefended
 
 THREATS = {"transfer-to-defended": "transfer-to-defended drop", "adaptive": "adaptive drop"}
 

@@ -9,50 +9,13 @@ go through :meth:`Backend.share` once. Backends never touch the store: the drive
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
-
 from advbench.api import AdvbenchError
+from advbench.backends.base import Backend, Task, TaskFailed, failure_message
 from advbench.config import BACKENDS, RunConfig
 from advbench.context import WorkerEnv
 from advbench.plugins import Registry
 
-Task = Callable[..., Any]
-
-
-@dataclass(frozen=True)
-class TaskFailed:
-    """A task that raised (its one-line message) or whose worker could not finish it."""
-
-    message: str
-
-
-def failure_message(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
-
-
-class Backend(abc.ABC):
-    """Runs tasks; see the module docstring."""
-
-    name: str = "backend"
-
-    def share(self, obj: Any) -> Any:
-        """A handle that tasks receive in place of ``obj`` (the object itself in-process)."""
-        return obj
-
-    @abc.abstractmethod
-    def map(
-        self, fn: Task, calls: Sequence[tuple[Any, ...]], *, gpu: bool = True
-    ) -> Iterator[tuple[int, Any]]:
-        """Run ``fn(ctx, *args)`` for each ``args`` of ``calls``; yield ``(index, result | TaskFailed)``.
-
-        ``gpu`` asks for one GPU per task where the backend has them.
-        """
-
-    def close(self) -> None:  # noqa: B027 - optional
-        """Release workers."""
+__all__ = ["Backend", "Task", "TaskFailed", "failure_message", "make_backend"]
 
 
 def make_backend(config: RunConfig, registry: Registry, env: WorkerEnv) -> Backend:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from advbench.backends import Backend, Task, TaskFailed, failure_message
+from advbench.backends.base import Backend, Task, TaskFailed, failure_message
 from advbench.context import TaskContext, WorkerEnv
 from advbench.plugins import Registry
 

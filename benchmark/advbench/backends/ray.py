@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from advbench.api import AdvbenchError
-from advbench.backends import Backend, Task, TaskFailed, failure_message
+from advbench.backends.base import Backend, Task, TaskFailed, failure_message
 from advbench.context import TaskContext, WorkerEnv
 
 MAX_RETRIES = 3

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from advbench.leaderboard import COLUMNS
+from advbench.tables import COLUMNS
 
 TEXT, LIGHT, STRONG = "#111111", (255, 255, 255), (231, 111, 81)
 """Dark text on a light background; grid cells go from white to a warm orange with the damage."""

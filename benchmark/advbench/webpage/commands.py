@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from advbench.leaderboard import KEYS
 from advbench.records import CraftRecord, EvalRecord, Record
+from advbench.tables import KEYS
 
 PROVENANCE = ["advbench_version", "git_commit", "torch_version", "cuda", "device", "python"]
 

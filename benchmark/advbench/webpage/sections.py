@@ -10,12 +10,12 @@ from typing import Any
 
 import pandas as pd
 
-from advbench.leaderboard import DECIMALS, attack_label, slug, transfer_tables, undefended
 from advbench.records import CraftRecord, EvalRecord
 from advbench.summary import (
     whitebox_intervals,
     with_interval,
 )
+from advbench.tables import DECIMALS, attack_label, slug, transfer_tables, undefended
 from advbench.webpage.cells import (
     _cell_text,
     _e,
