@@ -17,6 +17,7 @@ from typing import Any
 
 from advbench import hookimpl
 from advbench.api import AdvbenchError, TrainRecipe, Victim, VictimSpec
+from advbench_torchreid.extra import INSTALL_HINT, require_torchreid  # noqa: F401  (importable from here)
 
 __version__ = "0.1.0"
 
@@ -84,22 +85,6 @@ raw features, its default; or ``cosine``). ``image_size``: the size the network 
 ``auto`` (the dataset's crop size when advbench trains it, torchreid's 256x128 for a checkpoint; HACNN
 is always 160x64); other sizes are resized inside the victim. ``pretrained``: ImageNet initialisation
 from a local file only (False, True, auto or a path; never downloaded)."""
-
-INSTALL_HINT = 'pip install -e ".[torchreid]"'
-
-
-def require_torchreid(name: str) -> Any:
-    """The imported ``torchreid.reid.models`` module, or one line saying how to install the extra."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():  # "Cython evaluation ... is unavailable" at import
-            warnings.simplefilter("ignore")
-            from torchreid.reid import models
-    except ImportError as exc:
-        missing = f" ({exc.name} is missing)" if getattr(exc, "name", None) else ""
-        raise AdvbenchError(f"{name} needs the torchreid extra: {INSTALL_HINT}{missing}") from None
-    return models
 
 
 def check_arch(variant: str | None) -> str:

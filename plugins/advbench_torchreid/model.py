@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from advbench.api import AdvbenchError, Distance, Victim
-from advbench_torchreid import require_torchreid
+from advbench_torchreid.extra import require_torchreid
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
