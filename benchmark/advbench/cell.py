@@ -12,31 +12,25 @@ Fréchet distance between clean and adversarial query features. Then the cell's 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import sys
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from advbench import attacks
 from advbench.api import AdvbenchError, Attack, ImageSplit
-from advbench.batching import run_batches
 from advbench.clean import CleanSet, CleanVictim, ap_list, as_scores, score
 from advbench.context import TaskContext
 from advbench.defences import attacked_victim, build_defence, defended_scores
 from advbench.detection import detect
 from advbench.features import extract
 from advbench.gallery_side import craft_gallery, evaluate_gallery
-from advbench.io import NpyWriter
 from advbench.metrics.detect import frechet_distance
-from advbench.metrics.perceptual import PerceptualMeter
 from advbench.metrics.ranking import candidate_ranks, draw_targets
 from advbench.metrics.reid import gallery_distances, top_matches
 from advbench.plan import Cell, CraftTask, EvalTask
-from advbench.queries import adv_file, open_adv, perturb_batch
+from advbench.queries import adv_file, craft_record, craft_split, open_adv
 from advbench.records import CraftRecord, EvalRecord, FailedRecord, Record
 from advbench.victims import victim_info
 
@@ -52,56 +46,10 @@ def craft(
     model = ctx.victim(task.source)
     source = attacked_victim(model, task.defence, ctx, task.seed)
     gallery = clean.victims[task.source.name].gallery
-    query, meter, path = clean.query, PerceptualMeter(), adv_file(ctx, task)
     targets = craft_targets(task, clean)
-    elapsed = 0.0
-
-    def step(rows: slice) -> None:
-        nonlocal elapsed
-        # each batch's draws depend on its rows only
-        images, adv, seconds = perturb_batch(
-            task, attack, source, gallery, query, rows, ctx, task.seed + rows.start, targets
-        )
-        meter.update(images, adv)
-        block = adv.mul(255).round().to(torch.uint8) if task.quantize else adv
-        writer.write(block.cpu().numpy())
-        elapsed += seconds
-
-    def shrink(batch: int) -> None:
-        print(f"{task.label}: out of memory, crafting {batch} queries at a time", file=sys.stderr)
-
-    dtype = np.uint8 if task.quantize else np.float32
-    with NpyWriter(path, (len(query), *query.images.shape[1:]), dtype) as writer:
-        run_batches(len(query), task.batch_size, step, on_shrink=shrink)
-    return CraftRecord(
-        key=task.key,
-        dataset=task.dataset,
-        fit_dataset=task.fit.source.dataset if task.fit else task.dataset,
-        attack=task.attack.name,
-        attack_params=dict(task.attack.params),
-        eps=task.eps,
-        source_victim=task.source.name,
-        source_checkpoint=task.source.checkpoint,
-        source_weights_id=task.source.weights_id,
-        perceptual=dataclasses.asdict(meter.report()),
-        sec_per_image=elapsed / len(query),
-        fit_seconds=fit_seconds,
-        n_query=len(query),
-        input_size=tuple(task.source.input_size),
-        seed=task.run_seed,
-        quantized=task.quantize,
-        batch_size=task.batch_size,
-        adv_file=str(path),
-        provenance=ctx.provenance,
-        defence=task.defence.name if task.defence else "none",
-        defence_params=dict(task.defence.params) if task.defence else {},
-        source_info=victim_info(model),
-        side=task.threat_model.side,
-        goal=task.threat_model.goal,
-        budget=task.threat_model.budget,
-        targets=None if targets is None else targets.tolist(),
-        patch_area=task.patch_area,
-    )
+    perceptual, seconds = craft_split(task, attack, source, gallery, clean.query, ctx, targets=targets)
+    chosen = None if targets is None else targets.tolist()
+    return craft_record(task, ctx, model, len(clean.query), perceptual, seconds, fit_seconds, targets=chosen)
 
 
 def craft_targets(task: CraftTask, clean: CleanSet) -> Tensor | None:

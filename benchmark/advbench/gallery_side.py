@@ -14,25 +14,18 @@ gallery-side crafts are evaluated undefended only; they have no detection and no
 
 from __future__ import annotations
 
-import dataclasses
-import sys
-
-import numpy as np
 import torch
 from torch import Tensor
 
 from advbench.api import Attack, FeatureBank, ImageSplit
-from advbench.batching import run_batches
 from advbench.clean import CleanSet, CleanVictim, ap_list, as_scores, score
 from advbench.context import TaskContext
 from advbench.features import extract
-from advbench.io import NpyWriter
 from advbench.metrics.detect import frechet_distance
-from advbench.metrics.perceptual import PerceptualMeter
 from advbench.metrics.ranking import GalleryTargets, candidate_ranks, draw_gallery_targets
 from advbench.metrics.reid import gallery_distances, prepare_gallery
 from advbench.plan import CraftTask, EvalTask
-from advbench.queries import adv_file, open_adv, perturb_batch
+from advbench.queries import adv_file, craft_record, craft_split, open_adv
 from advbench.records import CraftRecord, EvalRecord
 from advbench.victims import victim_info
 
@@ -71,48 +64,17 @@ def craft_gallery(
     images = attacked_split(clean, chosen)
     queries = FeatureBank(source.query_features, clean.query.pids, clean.query.camids)
     targets = chosen.padded(task.n_targets)
-    meter, path, elapsed = PerceptualMeter(), adv_file(ctx, task), 0.0
-
-    def step(rows: slice) -> None:
-        nonlocal elapsed
-        clean_batch, adv, seconds = perturb_batch(
-            task, attack, model, source.gallery, images, rows, ctx, task.seed + rows.start, targets, queries
-        )
-        meter.update(clean_batch, adv)
-        block = adv.mul(255).round().to(torch.uint8) if task.quantize else adv
-        writer.write(block.cpu().numpy())
-        elapsed += seconds
-
-    def shrink(batch: int) -> None:
-        print(f"{task.label}: out of memory, crafting {batch} images at a time", file=sys.stderr)
-
-    dtype = np.uint8 if task.quantize else np.float32
-    with NpyWriter(path, (len(images), *images.images.shape[1:]), dtype) as writer:
-        run_batches(len(images), task.batch_size, step, on_shrink=shrink)
-    return CraftRecord(
-        key=task.key,
-        dataset=task.dataset,
-        fit_dataset=task.fit.source.dataset if task.fit else task.dataset,
-        attack=task.attack.name,
-        attack_params=dict(task.attack.params),
-        eps=task.eps,
-        source_victim=task.source.name,
-        source_checkpoint=task.source.checkpoint,
-        source_weights_id=task.source.weights_id,
-        perceptual=dataclasses.asdict(meter.report()),
-        sec_per_image=elapsed / len(images),
-        fit_seconds=fit_seconds,
-        n_query=len(images),
-        input_size=tuple(task.source.input_size),
-        seed=task.run_seed,
-        quantized=task.quantize,
-        batch_size=task.batch_size,
-        adv_file=str(path),
-        provenance=ctx.provenance,
-        source_info=victim_info(model),
-        side="gallery",
-        goal=task.threat_model.goal,
-        budget=task.threat_model.budget,
+    perceptual, seconds = craft_split(
+        task, attack, model, source.gallery, images, ctx, targets=targets, queries=queries
+    )
+    return craft_record(
+        task,
+        ctx,
+        model,
+        len(images),
+        perceptual,
+        seconds,
+        fit_seconds,
         targets=chosen.queries,
         attacked=chosen.rows.tolist(),
     )

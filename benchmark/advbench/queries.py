@@ -1,25 +1,35 @@
-"""Adversarial queries, batch by batch: where they are kept, and one batch perturbed and checked.
+"""Adversarial images, batch by batch: where a craft keeps them, one batch perturbed and checked,
+a whole split crafted into the cache, and the craft's record.
 
 Every batch an attack returns is checked (shape, NaN/Inf), clipped to [0, 1], quantised to 8 bits
-unless ``--no-quantize``, and checked against the L∞ budget, whether it becomes stored queries
-(:mod:`advbench.cell`) or the attacked train images of a detection (:mod:`advbench.detection`).
+unless ``--no-quantize``, and checked against its budget (L∞, or the changed pixels of a patch),
+whether it becomes stored queries (:mod:`advbench.cell`), perturbed gallery images
+(:mod:`advbench.gallery_side`) or the attacked train images of a detection (:mod:`advbench.detection`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from advbench.api import AdvbenchError, Attack, FeatureBank, ImageSplit, Targets, Victim
+from advbench.batching import run_batches
 from advbench.context import TaskContext
 from advbench.data.images import DiskImages
+from advbench.io import NpyWriter
+from advbench.metrics.perceptual import PerceptualMeter
 from advbench.plan import CraftTask
+from advbench.records import CraftRecord
 from advbench.utils import seed_everything
+from advbench.victims import victim_info
 
 
 def adv_file(ctx: TaskContext, craft: CraftTask) -> Path:
@@ -122,3 +132,83 @@ def perturb_batch(
     else:
         check_budget(adv, images, task.eps, task.quantize, name)
     return images, adv, seconds
+
+
+def craft_split(
+    task: CraftTask,
+    attack: Attack,
+    source: Victim,
+    gallery: FeatureBank,
+    images: ImageSplit,
+    ctx: TaskContext,
+    *,
+    targets: Tensor | None = None,
+    queries: FeatureBank | None = None,
+) -> tuple[dict[str, Any], float]:
+    """Perturb every image of ``images`` on ``source``, batch by batch, into the craft's cache file
+    (uint8 unless ``--no-quantize``); returns the perceptual report and the seconds ``perturb`` took.
+
+    Each batch is seeded by its first row, so its draws do not depend on the batch size; a batch
+    that runs out of memory is halved and redone.
+    """
+    meter, elapsed = PerceptualMeter(), 0.0
+
+    def step(rows: slice) -> None:
+        nonlocal elapsed
+        clean, adv, seconds = perturb_batch(
+            task, attack, source, gallery, images, rows, ctx, task.seed + rows.start, targets, queries
+        )
+        meter.update(clean, adv)
+        block = adv.mul(255).round().to(torch.uint8) if task.quantize else adv
+        writer.write(block.cpu().numpy())
+        elapsed += seconds
+
+    def shrink(batch: int) -> None:
+        print(f"{task.label}: out of memory, crafting {batch} images at a time", file=sys.stderr)
+
+    dtype = np.uint8 if task.quantize else np.float32
+    with NpyWriter(adv_file(ctx, task), (len(images), *images.images.shape[1:]), dtype) as writer:
+        run_batches(len(images), task.batch_size, step, on_shrink=shrink)
+    return dataclasses.asdict(meter.report()), elapsed
+
+
+def craft_record(
+    task: CraftTask,
+    ctx: TaskContext,
+    model: Victim,
+    n_images: int,
+    perceptual: dict[str, Any],
+    seconds: float,
+    fit_seconds: float,
+    **fields: Any,
+) -> CraftRecord:
+    """The record of a finished craft; ``fields`` are the threat's own (targets, attacked rows)."""
+    return CraftRecord(
+        key=task.key,
+        dataset=task.dataset,
+        fit_dataset=task.fit.source.dataset if task.fit else task.dataset,
+        attack=task.attack.name,
+        attack_params=dict(task.attack.params),
+        eps=task.eps,
+        source_victim=task.source.name,
+        source_checkpoint=task.source.checkpoint,
+        source_weights_id=task.source.weights_id,
+        perceptual=perceptual,
+        sec_per_image=seconds / n_images,
+        fit_seconds=fit_seconds,
+        n_query=n_images,
+        input_size=tuple(task.source.input_size),
+        seed=task.run_seed,
+        quantized=task.quantize,
+        batch_size=task.batch_size,
+        adv_file=str(adv_file(ctx, task)),
+        provenance=ctx.provenance,
+        defence=task.defence.name if task.defence else "none",
+        defence_params=dict(task.defence.params) if task.defence else {},
+        source_info=victim_info(model),
+        side=task.threat_model.side,
+        goal=task.threat_model.goal,
+        budget=task.threat_model.budget,
+        patch_area=task.patch_area,
+        **fields,
+    )

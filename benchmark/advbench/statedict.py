@@ -10,7 +10,7 @@ shifted by a common prefix, that prefix. ``who`` starts every message (the plugi
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,20 @@ def key_list(keys: list[str], limit: int = LIST_LIMIT) -> str:
 
 def prefix_hint(unexpected: Iterable[str], expected: Iterable[str]) -> str:
     """``" (the checkpoint's keys look prefixed with 'X')"`` when every unexpected key is an expected key
-    behind one common prefix, else ``""``."""
-    names = list(expected)
+    behind one common prefix, else ``""``.
+
+    Prefixes are whole dotted components, the shortest that leaves an expected key: in a network
+    with ``conv1.bn.bias`` and ``backbone.conv2.0.conv1.bn.bias``, ``backbone.conv2.0.conv1.bn.bias``
+    found as ``x.backbone.conv2.0.conv1.bn.bias`` is prefixed with ``x.``, not ``x.backbone.conv2.0.``.
+    """
+    names = set(expected)
     prefixes = set()
     for key in unexpected:
-        for name in names:
-            if key.endswith("." + name):
-                prefixes.add(key[: -len(name)])
-                break
-        else:
+        parts = key.split(".")
+        cut = next((i for i in range(1, len(parts)) if ".".join(parts[i:]) in names), None)
+        if cut is None:
             return ""
+        prefixes.add(".".join(parts[:cut]) + ".")
     return f" (the checkpoint's keys look prefixed with {prefixes.pop()!r})" if len(prefixes) == 1 else ""
 
 
@@ -61,24 +65,26 @@ def _unpickler_reason(exc: BaseException) -> str:
     return _first_line(exc)[:200]
 
 
-def read_torch_file(path: Path, *, who: str) -> Any:
+def read_torch_file(path: Path, *, who: str, allowed: Sequence[Any] = (), resave: str = "") -> Any:
     """``torch.load(path, map_location='cpu', weights_only=True)`` with one-line errors.
 
-    A file that holds arbitrary objects is refused (unpickling it could run code); the message says
-    how to re-save the tensors of a trusted file.
+    A file that holds arbitrary objects is refused (unpickling it could run code), except the
+    globals in ``allowed`` (e.g. the NumPy scalar a training engine stores); the message says how to
+    re-save the tensors of a trusted file (``resave``: the format's own command). Damaged bytes
+    (an unknown pickle opcode) are "not a torch checkpoint".
     """
     path = Path(path)
     if not path.is_file():
         raise AdvbenchError(f"{who}: checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Unsupported global" in text or "can still be loaded" in text:
+        if "Unsupported global" in str(exc):
+            how = f": {resave}" if resave else " as a plain dict of tensors"
             raise AdvbenchError(
                 f"{who}: {path} holds objects other than tensors and cannot be read with "
-                f"weights_only=True ({_unpickler_reason(exc)}); if you trust the file, re-save its state "
-                "dict as a plain dict of tensors"
+                f"weights_only=True ({_unpickler_reason(exc)}); if you trust the file, re-save its weights{how}"
             ) from exc
         raise AdvbenchError(f"{who}: {path} is not a torch checkpoint ({_unpickler_reason(exc)})") from exc
     except Exception as exc:  # a foreign file can fail anywhere inside the unpickler
@@ -101,11 +107,13 @@ def strict_load(
     what: str,
     who: str,
     optional: Iterable[str] = (),
+    shape_hint: str = "",
 ) -> None:
     """Load ``state`` into ``module`` strictly, or raise one line listing every mismatch.
 
     Missing ``*.num_batches_tracked`` counters (absent from PyTorch < 0.4.1 saves, unused in eval)
-    and the keys in ``optional`` may be missing; they keep the module's values.
+    and the keys in ``optional`` may be missing; they keep the module's values. ``shape_hint`` ends
+    the message of a shape mismatch (e.g. "is it a checkpoint of another architecture?").
     """
     expected = module.state_dict()
     bad = sorted(k for k, v in state.items() if not isinstance(v, Tensor))
@@ -130,6 +138,7 @@ def strict_load(
     if shapes:
         raise AdvbenchError(
             f"{who}: {source}: shapes differ from the {what} (checkpoint vs model): {key_list(shapes)}"
+            + (f"; {shape_hint}" if shape_hint else "")
         )
     full = dict(expected)
     full.update(state)

@@ -16,31 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from advbench import statedict
 from advbench.api import AdvbenchError
 
 CONFIG_NAME = "config.yaml"
 REQUIRED_CONFIG = ("ID_class", "ID_stride", "pool")
-LIST_LIMIT = 8
-"""How many keys an error message names before it says "... and N more"."""
-
-
-def _key_list(keys: list[str]) -> str:
-    shown = ", ".join(keys[:LIST_LIMIT])
-    more = f", ... and {len(keys) - LIST_LIMIT} more" if len(keys) > LIST_LIMIT else ""
-    return f"{len(keys)} [{shown}{more}]"
-
-
-def _prefix_hint(unexpected: list[str], expected: Mapping[str, Any]) -> str:
-    """ " (keys look prefixed with 'X')" when unexpected keys are expected keys behind a common prefix."""
-    prefixes = set()
-    for key in unexpected:
-        for name in expected:
-            if key.endswith("." + name):
-                prefixes.add(key[: -len(name)])
-                break
-        else:
-            return ""
-    return f" (the checkpoint's keys look prefixed with {prefixes.pop()!r})" if len(prefixes) == 1 else ""
 
 
 def read_torch_file(path: Path) -> Any:
@@ -64,34 +44,9 @@ def read_torch_file(path: Path) -> Any:
 
 
 def strict_load(module: nn.Module, state: Mapping[str, Any], *, source: str, what: str) -> None:
-    """Load ``state`` into ``module`` strictly, or raise one line listing every mismatch.
-
-    Missing ``num_batches_tracked`` counters are tolerated (kept at the module's value).
-    """
-    expected = module.state_dict()
-    bad = sorted(k for k, v in state.items() if not isinstance(v, Tensor))
-    if bad:
-        raise AdvbenchError(f"dgnet: {source}: {what} state dict has non-tensor entries {_key_list(bad)}")
-    missing = sorted(k for k in expected if k not in state and not k.endswith("num_batches_tracked"))
-    unexpected = sorted(k for k in state if k not in expected)
-    if missing or unexpected:
-        raise AdvbenchError(
-            f"dgnet: {source} does not match the {what} ({len(expected)} keys): "
-            f"missing keys {_key_list(missing)}; unexpected keys {_key_list(unexpected)}"
-            f"{_prefix_hint(unexpected, expected)}"
-        )
-    shapes = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    )
-    if shapes:
-        raise AdvbenchError(
-            f"dgnet: {source}: shapes differ from the {what} (checkpoint vs model): {_key_list(shapes)}"
-        )
-    full = dict(expected)
-    full.update(state)
-    module.load_state_dict(full, strict=True)
+    """Load ``state`` into ``module`` strictly, or raise one line listing every mismatch
+    (:func:`advbench.statedict.strict_load`; missing ``num_batches_tracked`` counters are tolerated)."""
+    statedict.strict_load(module, state, source=source, what=what, who="dgnet")
 
 
 def find_config(checkpoint: Path, config: str | Path | None = None) -> Path:
@@ -175,7 +130,9 @@ def load_official(
             if any(k.startswith("model.") for k in keys)
             else ""
         )
-        found = f"a dict with keys {_key_list(keys)}" if isinstance(blob, dict) else type(blob).__name__
+        found = (
+            f"a dict with keys {statedict.key_list(keys)}" if isinstance(blob, dict) else type(blob).__name__
+        )
         raise AdvbenchError(f"dgnet: {path} lacks key 'a' (official id_*.pt format); found {found}{hint}")
     state = blob["a"]
     if not isinstance(state, dict):

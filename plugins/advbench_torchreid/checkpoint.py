@@ -12,7 +12,6 @@ used for ``logits`` only when it has as many ids as the dataset the victim is ev
 from __future__ import annotations
 
 import contextlib
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,30 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from advbench import statedict
 from advbench.api import AdvbenchError, Victim
-
-LIST_LIMIT = 8
-"""How many keys an error message names before it says "... and N more"."""
-
-
-def _key_list(keys: list[str]) -> str:
-    shown = ", ".join(keys[:LIST_LIMIT])
-    more = f", ... and {len(keys) - LIST_LIMIT} more" if len(keys) > LIST_LIMIT else ""
-    return f"{len(keys)} [{shown}{more}]"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
-
-
-def _reason(exc: BaseException) -> str:
-    """One line of a loading error: the unpickler's own complaint rather than torch's preamble."""
-    text = str(exc)
-    if "WeightsUnpickler error:" in text:
-        rest = [line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines()]
-        return next((line for line in rest if line), type(exc).__name__)
-    return _first_line(exc)
 
 
 def _numpy_globals() -> list[Any]:
@@ -58,23 +35,12 @@ def _numpy_globals() -> list[Any]:
 
 def read_torch_file(path: Path) -> Any:
     """``torch.load(path, weights_only=True)`` (NumPy scalars allowed) with one-line errors."""
-    if not path.is_file():
-        raise AdvbenchError(f"torchreid: checkpoint {path} does not exist")
-    try:
-        with torch.serialization.safe_globals(_numpy_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Unsupported global:" in text:
-            found = text.split("Unsupported global:", 1)[1].split(" was not")[0].replace("GLOBAL", "").strip()
-            raise AdvbenchError(
-                f"torchreid: {path} holds objects other than tensors and numbers ({found}) and cannot be "
-                "read with weights_only=True; if you trust the file, re-save its weights: "
-                "torch.save({'state_dict': torch.load(PATH, weights_only=False)['state_dict']}, PATH)"
-            ) from None
-        raise AdvbenchError(f"torchreid: {path} is not a torch checkpoint ({_reason(exc)})") from None
-    except Exception as exc:  # a foreign file can fail anywhere inside the unpickler
-        raise AdvbenchError(f"torchreid: {path} is not a torch checkpoint ({_reason(exc)})") from None
+    return statedict.read_torch_file(
+        path,
+        who="torchreid",
+        allowed=_numpy_globals(),
+        resave="torch.save({'state_dict': torch.load(PATH, weights_only=False)['state_dict']}, PATH)",
+    )
 
 
 def state_dict_of(blob: Any, path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -94,7 +60,9 @@ def state_dict_of(blob: Any, path: Path) -> tuple[dict[str, Tensor], dict[str, A
         hint = (
             "" if "state_dict" in blob else " (a torchreid checkpoint keeps its weights under 'state_dict')"
         )
-        raise AdvbenchError(f"torchreid: {path}: state dict has non-tensor entries {_key_list(bad)}{hint}")
+        raise AdvbenchError(
+            f"torchreid: {path}: state dict has non-tensor entries {statedict.key_list(bad)}{hint}"
+        )
     if state and all(str(k).startswith("module.") for k in state):
         state = {str(k)[len("module.") :]: v for k, v in state.items()}
     return {str(k): v for k, v in state.items()}, meta
@@ -113,48 +81,22 @@ def classifier_size(state: Mapping[str, Tensor]) -> int | None:
     return None
 
 
-def _prefix_hint(unexpected: list[str], expected: Mapping[str, Any]) -> str:
-    """ " (keys look prefixed with 'X')" when unexpected keys are expected ones behind one prefix."""
-    prefixes = set()
-    for key in unexpected:
-        parts = key.split(".")
-        cut = next((i for i in range(1, len(parts)) if ".".join(parts[i:]) in expected), None)
-        if cut is None:
-            return ""
-        prefixes.add(".".join(parts[:cut]) + ".")
-    return f" (the checkpoint's keys look prefixed with {prefixes.pop()!r})" if len(prefixes) == 1 else ""
-
-
 def strict_load(module: torch.nn.Module, state: Mapping[str, Tensor], *, source: str, what: str) -> None:
     """Load ``state`` into ``module`` strictly, or raise one line listing every mismatch.
 
     Missing ``num_batches_tracked`` counters are tolerated; so is a classifier absent altogether.
     """
-    expected = module.state_dict()
     head_absent = not any(is_classifier(k) for k in state)
-    missing = sorted(
-        k
-        for k in expected
-        if k not in state and not k.endswith("num_batches_tracked") and not (head_absent and is_classifier(k))
+    optional = [k for k in module.state_dict() if head_absent and is_classifier(k)]
+    statedict.strict_load(
+        module,
+        state,
+        source=source,
+        what=what,
+        who="torchreid",
+        optional=optional,
+        shape_hint="is it a checkpoint of another architecture?",
     )
-    unexpected = sorted(k for k in state if k not in expected)
-    if missing or unexpected:
-        raise AdvbenchError(
-            f"torchreid: {source} does not match {what} ({len(expected)} keys): "
-            f"missing keys {_key_list(missing)}; unexpected keys {_key_list(unexpected)}"
-            f"{_prefix_hint(unexpected, expected)}"
-        )
-    shapes = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    )
-    if shapes:
-        raise AdvbenchError(
-            f"torchreid: {source}: shapes differ from {what} (checkpoint vs model): {_key_list(shapes)}; "
-            "is it a checkpoint of another architecture?"
-        )
-    module.load_state_dict({**expected, **state}, strict=True)
 
 
 def _describe(path: Path, meta: Mapping[str, Any]) -> str:
