@@ -109,7 +109,7 @@ def test_fingerprint_covers_params_and_version(monkeypatch: pytest.MonkeyPatch) 
     assert synthetic.fingerprint(dict(SMALL)) == base
     # omitted params take their defaults: explicit defaults hash the same
     assert synthetic.fingerprint({}) == synthetic.fingerprint(dict(synthetic.DEFAULTS))
-    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", "test-bump")
+    monkeypatch.setattr(synthetic.config, "GENERATOR_VERSION", "test-bump")  # where fingerprint reads it
     assert synthetic.fingerprint(SMALL) != base
 
 
