@@ -22,18 +22,6 @@ PACKAGES = [
     *sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "__init__.py").is_file()),
 ]
 
-PENDING_CYCLES: dict[frozenset[str], str] = {
-    # import-time safe (both sides import lazily) but still circles; each waits on the concurrent
-    # state-dict change (advbench.statedict), which moves what both sides share
-    frozenset(
-        {"advbench_dgnet.model", "advbench_dgnet.official"}
-    ): "read_torch_file / strict_load to a lower module",
-    frozenset(
-        {"advbench_torchreid.model", "advbench_torchreid.checkpoint"}
-    ): "read_torch_file / state_dict_of to a lower module",
-}
-"""Function-level circles not yet removed, with what removes them (module-level ones: none allowed)."""
-
 LIMIT = 400
 """Lines a module may have; data tables aside, a longer one is split by role."""
 TOO_LONG: dict[str, str] = {
@@ -167,12 +155,6 @@ def test_the_graph_is_drawn() -> None:
 def test_no_import_circles(package: str) -> None:
     top, full = _graphs()
     for graph in (top, full):
-        if graph is full:
-            for members in PENDING_CYCLES:
-                a, b = sorted(members)
-                graph = {
-                    m: deps - {b} if m == a else deps - {a} if m == b else deps for m, deps in graph.items()
-                }
         mine = {
             m: {d for d in deps if d.split(".")[0] == package}
             for m, deps in graph.items()
@@ -184,7 +166,7 @@ def test_no_import_circles(package: str) -> None:
 
 def test_no_circles_across_packages() -> None:
     _, full = _graphs()
-    cycles = [c for c in _cycles(full) if frozenset(c) not in PENDING_CYCLES]
+    cycles = _cycles(full)
     assert not cycles, _describe(cycles, full)
 
 

@@ -234,7 +234,7 @@ def build(
                 f"dgnet: ImageNet weights for {backbone} not found at {path}; advbench does not "
                 f"download them: fetch {weights.IMAGENET1K_V1.url} to that path, or set pretrained=false"
             )
-        from advbench_dgnet.official import read_torch_file, strict_load
+        from advbench_dgnet.files import read_torch_file, strict_load
 
         state = read_torch_file(path)
         if not isinstance(state, dict):

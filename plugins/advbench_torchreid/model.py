@@ -150,7 +150,7 @@ class TorchreidVictim(Victim):
             path = Path(str(pretrained)).expanduser()
             if not path.is_file():
                 raise AdvbenchError(f"torchreid:{self.arch}: pretrained={pretrained}: no such file")
-        from advbench_torchreid.checkpoint import read_torch_file, state_dict_of
+        from advbench_torchreid.files import read_torch_file, state_dict_of
 
         state, _ = state_dict_of(read_torch_file(path), path)
         own = self.model.state_dict()
