@@ -164,7 +164,8 @@ def craft_split(
         elapsed += seconds
 
     def shrink(batch: int) -> None:
-        print(f"{task.label}: out of memory, crafting {batch} images at a time", file=sys.stderr)
+        what = "gallery images" if task.threat_model.side == "gallery" else "queries"
+        print(f"{task.label}: out of memory, crafting {batch} {what} at a time", file=sys.stderr)
 
     dtype = np.uint8 if task.quantize else np.float32
     with NpyWriter(adv_file(ctx, task), (len(images), *images.images.shape[1:]), dtype) as writer:
