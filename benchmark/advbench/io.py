@@ -83,7 +83,8 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], Any], *, digest:
     """Call ``write(f)`` on a temporary sibling of ``path``, fsync it, and rename it to ``path``.
 
     With ``digest``, the SHA-256 of the bytes written goes to the sidecar :func:`digest_file`
-    afterwards (an entry killed before its sidecar is simply unverified, hence recomputed).
+    just *before* the rename, so a concurrent reader never sees the new entry without its sidecar
+    (and takes it for damaged); killed in between, the entry is simply unverified, hence recomputed.
     """
     path = Path(path)
     fd, tmp = _temp_sibling(path)
@@ -93,12 +94,12 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], Any], *, digest:
             write(sink)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
+        if digest:
+            atomic_write_text(digest_file(path), sink.sha.hexdigest() + "\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if digest:
-        atomic_write_text(digest_file(path), sink.sha.hexdigest() + "\n")
 
 
 def _sha256(path: Path) -> str:
@@ -215,7 +216,7 @@ class NpyWriter:
 
     Memory stays bounded by the block: rows are appended to a temporary file in order and the file
     is renamed to ``path`` by :meth:`close` once every row is there (an exception inside ``with``
-    drops it), followed by its SHA-256 sidecar (:func:`verified` checks it). Every ``sync_every`` bytes a background ``fdatasync`` pushes what was written so
+    drops it), its SHA-256 sidecar written just before (:func:`verified` checks it). Every ``sync_every`` bytes a background ``fdatasync`` pushes what was written so
     far to disk while the caller goes on, so the final fsync has little left to wait for. Used for
     decoded image splits and adversarial queries, read back in batches by
     :class:`advbench.data.images.DiskImages`.
@@ -264,8 +265,9 @@ class NpyWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        os.replace(self._tmp, self.path)
+        # sidecar first: a concurrent reader never finds the new file without it (see atomic_write)
         atomic_write_text(digest_file(self.path), self._sink.sha.hexdigest() + "\n")
+        os.replace(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
