@@ -20,15 +20,15 @@ from torch import Tensor
 
 from advbench import attacks
 from advbench.api import AdvbenchError, Attack, ImageSplit
-from advbench.clean import CleanSet, CleanVictim, ap_list, as_scores, score
+from advbench.clean import CleanSet, CleanVictim, ap_list, as_scores, candidate_ranks_in, score
 from advbench.context import TaskContext
 from advbench.defences import attacked_victim, build_defence, defended_scores
 from advbench.detection import detect
 from advbench.features import extract
-from advbench.gallery_side import craft_gallery, evaluate_gallery
+from advbench.gallery_side import attacked_split, craft_gallery, evaluate_gallery, gallery_targets
 from advbench.metrics.detect import frechet_distance
-from advbench.metrics.ranking import candidate_ranks, draw_targets
-from advbench.metrics.reid import gallery_distances, top_matches
+from advbench.metrics.ranking import draw_targets
+from advbench.metrics.reid import top_matches
 from advbench.plan import Cell, CraftTask, EvalTask
 from advbench.queries import adv_file, craft_record, craft_split, open_adv
 from advbench.records import CraftRecord, EvalRecord, FailedRecord, Record
@@ -36,17 +36,22 @@ from advbench.victims import victim_info
 
 EXAMPLE_QUERIES = 4  # queries whose top ranks an evaluation keeps, for the image strips
 EXAMPLE_RANKS = 5
-RANK_CHUNK = 256  # queries per distance block when ranking a targeted craft's candidates
 
 
 def craft(
-    task: CraftTask, attack: Attack, clean: CleanSet, ctx: TaskContext, *, fit_seconds: float = 0.0
+    task: CraftTask,
+    attack: Attack,
+    clean: CleanSet,
+    ctx: TaskContext,
+    *,
+    fit_seconds: float = 0.0,
+    targets: Tensor | None = None,
 ) -> CraftRecord:
-    """Craft ``task``'s adversarial queries into the cache, batch by batch, and describe them."""
+    """Craft ``task``'s adversarial queries into the cache, batch by batch, and describe them
+    (``targets``: the candidates of a targeted or demote craft, :func:`craft_targets`)."""
     model = ctx.victim(task.source)
     source = attacked_victim(model, task.defence, ctx, task.seed)
     gallery = clean.victims[task.source.name].gallery
-    targets = craft_targets(task, clean)
     perceptual, seconds = craft_split(task, attack, source, gallery, clean.query, ctx, targets=targets)
     chosen = None if targets is None else targets.tolist()
     return craft_record(task, ctx, model, len(clean.query), perceptual, seconds, fit_seconds, targets=chosen)
@@ -63,15 +68,6 @@ def craft_targets(task: CraftTask, clean: CleanSet) -> Tensor | None:
         return None
     gallery_pids = clean.victims[task.source.name].index.pids.cpu()
     return draw_targets(clean.query.pids, gallery_pids, task.n_targets, task.seed)
-
-
-def _target_ranks(feats: Tensor, target: CleanVictim, targets: Tensor) -> list[list[int]]:
-    """0-based ranks of each query's chosen candidates in its ranking of the whole gallery."""
-    ranks = []
-    for s in range(0, len(feats), RANK_CHUNK):  # one [chunk, G] distance block at a time
-        distmat = gallery_distances(feats[s : s + RANK_CHUNK], target.index)
-        ranks.append(candidate_ranks(distmat, targets[s : s + RANK_CHUNK].to(distmat.device)).cpu())
-    return torch.cat(ranks).tolist()
 
 
 def _examples(
@@ -121,8 +117,8 @@ def evaluate(
             "examples": _examples(target.query_features, feats, target, clean.query),
         }
         if targets is not None:
-            extra["clean_target_ranks"] = _target_ranks(target.query_features, target, targets)
-            extra["adv_target_ranks"] = _target_ranks(feats, target, targets)
+            extra["clean_target_ranks"] = candidate_ranks_in(target.query_features, target.index, targets)
+            extra["adv_target_ranks"] = candidate_ranks_in(feats, target.index, targets)
     else:
         common = dict(protocol=task.protocol, seed=task.seed, batch_size=batch_size)
         known = (task.defence, task.protocol, task.seed)
@@ -190,14 +186,20 @@ def compute_cell(
     attack = _attack_builder(task, fit_train, ctx)
     records: list[Record] = []
     if task.threat_model.side == "gallery":
+        chosen = gallery_targets(task, clean)  # drawn once: the craft and every evaluation share it
+        images = attacked_split(clean, chosen)
         if not cell.crafted:
-            records.append(craft_gallery(task, attack(), clean, ctx, fit_seconds=fit_seconds))
+            records.append(craft_gallery(task, attack(), clean, ctx, chosen, images, fit_seconds=fit_seconds))
+        adv = open_adv(adv_file(ctx, task), images)
         batch = 2 * task.batch_size
-        return [*records, *(evaluate_gallery(ev, task, clean, ctx, batch_size=batch) for ev in cell.evals)]
+        return [
+            *records,
+            *(evaluate_gallery(ev, adv, chosen, clean, ctx, batch_size=batch) for ev in cell.evals),
+        ]
+    targets = craft_targets(task, clean)  # drawn once: the craft and every evaluation share them
     if not cell.crafted:
-        records.append(craft(task, attack(), clean, ctx, fit_seconds=fit_seconds))
+        records.append(craft(task, attack(), clean, ctx, fit_seconds=fit_seconds, targets=targets))
     adv = open_adv(adv_file(ctx, task), clean.query)
-    targets = craft_targets(task, clean)
     for ev in cell.evals:
         records.append(evaluate(ev, adv, clean, ctx, batch_size=2 * task.batch_size, targets=targets))
     if cell.detect is not None:

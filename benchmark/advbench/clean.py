@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from advbench.api import FeatureBank, ImageSplit
 from advbench.context import TaskContext
 from advbench.features import extract_cached
+from advbench.metrics.ranking import candidate_ranks
 from advbench.metrics.reid import (
     GalleryIndex,
     ReidScores,
@@ -86,6 +88,19 @@ def score(features: Tensor, index: GalleryIndex, query: ImageSplit, protocol: st
         distmat = gallery_distances(features, index)
         return evaluate_cuhk03_classic(distmat, query.pids, index.pids, query.camids, index.camids, seed=seed)
     return evaluate_queries(features, index, query.pids, query.camids)
+
+
+RANK_CHUNK = 256  # query rows per distance block when ranking chosen candidates
+
+
+def candidate_ranks_in(features: Tensor, index: GalleryIndex, candidates: Tensor) -> list[list[int]]:
+    """0-based rank of ``candidates[i]`` (``[N, k]`` gallery rows) in the ranking of the whole
+    gallery by query feature ``features[i]``, one ``[chunk, G]`` distance block at a time."""
+    ranks = []
+    for s in range(0, len(features), RANK_CHUNK):
+        distmat = gallery_distances(features[s : s + RANK_CHUNK], index)
+        ranks.append(candidate_ranks(distmat, candidates[s : s + RANK_CHUNK].to(distmat.device)).cpu())
+    return torch.cat(ranks).tolist() if ranks else []
 
 
 def feature_cache_key(ref: VictimRef, split: str, amp: bool) -> str:

@@ -14,22 +14,17 @@ gallery-side crafts are evaluated undefended only; they have no detection and no
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
 from advbench.api import Attack, FeatureBank, ImageSplit
-from advbench.clean import CleanSet, CleanVictim, ap_list, as_scores, score
+from advbench.clean import CleanSet, CleanVictim, ap_list, as_scores, candidate_ranks_in, score
 from advbench.context import TaskContext
 from advbench.features import extract
 from advbench.metrics.detect import frechet_distance
-from advbench.metrics.ranking import GalleryTargets, candidate_ranks, draw_gallery_targets
-from advbench.metrics.reid import gallery_distances, prepare_gallery
+from advbench.metrics.ranking import GalleryTargets, draw_gallery_targets
+from advbench.metrics.reid import prepare_gallery
 from advbench.plan import CraftTask, EvalTask
-from advbench.queries import adv_file, craft_record, craft_split, open_adv
+from advbench.queries import craft_record, craft_split
 from advbench.records import CraftRecord, EvalRecord
 from advbench.victims import victim_info
-
-RANK_CHUNK = 256  # attacked pairs per distance block
 
 
 def gallery_targets(task: CraftTask, clean: CleanSet) -> GalleryTargets:
@@ -55,13 +50,19 @@ def attacked_split(clean: CleanSet, chosen: GalleryTargets) -> ImageSplit:
 
 
 def craft_gallery(
-    task: CraftTask, attack: Attack, clean: CleanSet, ctx: TaskContext, *, fit_seconds: float = 0.0
+    task: CraftTask,
+    attack: Attack,
+    clean: CleanSet,
+    ctx: TaskContext,
+    chosen: GalleryTargets,
+    images: ImageSplit,
+    *,
+    fit_seconds: float = 0.0,
 ) -> CraftRecord:
-    """Perturb the craft's chosen gallery images on the source victim, batch by batch, into the cache."""
+    """Perturb the craft's chosen gallery images (``chosen``, pixels ``images``) on the source victim,
+    batch by batch, into the cache."""
     model = ctx.victim(task.source)
     source: CleanVictim = clean.victims[task.source.name]
-    chosen = gallery_targets(task, clean)
-    images = attacked_split(clean, chosen)
     queries = FeatureBank(source.query_features, clean.query.pids, clean.query.camids)
     targets = chosen.padded(task.n_targets)
     perceptual, seconds = craft_split(
@@ -80,24 +81,19 @@ def craft_gallery(
     )
 
 
-def _pair_ranks(query_features: Tensor, index, q_rows: Tensor, g_rows: Tensor) -> list[list[int]]:
-    """Rank of gallery image ``g_rows[p]`` in query ``q_rows[p]``'s ranking, per pair: ``[P][1]``."""
-    out = []
-    for s in range(0, len(q_rows), RANK_CHUNK):
-        q, g = q_rows[s : s + RANK_CHUNK], g_rows[s : s + RANK_CHUNK]
-        distmat = gallery_distances(query_features[q.to(query_features.device)], index)
-        out.append(candidate_ranks(distmat, g[:, None].to(distmat.device)).cpu())
-    return torch.cat(out).tolist()
-
-
 def evaluate_gallery(
-    task: EvalTask, craft: CraftTask, clean: CleanSet, ctx: TaskContext, *, batch_size: int
+    task: EvalTask,
+    adv: ImageSplit,
+    chosen: GalleryTargets,
+    clean: CleanSet,
+    ctx: TaskContext,
+    *,
+    batch_size: int,
 ) -> EvalRecord:
-    """Score the clean queries on ``task.target`` against its gallery with the craft's images swapped in."""
+    """Score the clean queries on ``task.target`` against its gallery with the craft's perturbed
+    images ``adv`` (of the gallery rows ``chosen.rows``) swapped in."""
     target: CleanVictim = clean.victims[task.target.name]
     model = ctx.victim(task.target)
-    chosen = gallery_targets(craft, clean)
-    adv = open_adv(adv_file(ctx, craft), attacked_split(clean, chosen))
     adv_feats = extract(
         model, adv, device=ctx.device, batch_size=batch_size, progress=False, autocast=ctx.autocast
     )
@@ -107,6 +103,7 @@ def evaluate_gallery(
     index = prepare_gallery(features, target.index.pids, target.index.camids, target.index.distance)
     adv_scores = score(target.query_features, index, clean.query, task.protocol, task.seed)
     q_rows, g_rows = chosen.pairs()
+    pair_features = target.query_features[q_rows.to(target.query_features.device)]
     fd = frechet_distance(target.index.features[rows], adv_feats) if len(rows) > 1 else float("nan")
     return EvalRecord(
         key=task.key,
@@ -123,6 +120,6 @@ def evaluate_gallery(
         adv_ap=ap_list(adv_scores),
         frechet_distance=None if fd != fd else fd,
         target_info=victim_info(model),
-        clean_target_ranks=_pair_ranks(target.query_features, target.index, q_rows, g_rows),
-        adv_target_ranks=_pair_ranks(target.query_features, index, q_rows, g_rows),
+        clean_target_ranks=candidate_ranks_in(pair_features, target.index, g_rows[:, None]),
+        adv_target_ranks=candidate_ranks_in(pair_features, index, g_rows[:, None]),
     )
