@@ -46,6 +46,8 @@ class VictimRef:
     dataset_fingerprint: str = ""
     seed: int = 0
     adversarial: AdversarialRecipe | None = None
+    file_sha256: str = ""
+    """The full SHA-256 of a user's file (``weights_id`` is its first 16 hex digits)."""
 
     @property
     def label(self) -> str:
@@ -107,7 +109,8 @@ def resolve(
         path = Path(config.victim_weights[name])
         if not path.is_file():
             raise AdvbenchError(f"--victim-weights {name}={path}: no such file")
-        return VictimRef(checkpoint=str(path), weights_id=file_hash(path), origin="user", **common)
+        sha = file_hash(path, length=64)  # read once: the key and the records' provenance share it
+        return VictimRef(checkpoint=str(path), weights_id=sha[:16], origin="user", file_sha256=sha, **common)
     key = checkpoints.victim_key(
         split_name(name)[0],
         params,
@@ -195,7 +198,7 @@ def load(ref: VictimRef, registry: Registry) -> Victim:
     blob = checkpoints.read_checkpoint(path)
     if blob is not None:
         victim = checkpoints.build_from_checkpoint(blob, registry, path)
-        return _with_file_info(victim, path) if ref.origin == "user" else victim
+        return _with_file_info(victim, ref) if ref.origin == "user" else victim
     if ref.origin != "user":
         raise AdvbenchError(f"cached checkpoint {path} is not an advbench checkpoint; delete it")
     entry, _ = registry.get("victim", split_name(ref.name)[0])
@@ -205,12 +208,13 @@ def load(ref: VictimRef, registry: Registry) -> Victim:
         )
     params = dict(ref.params)  # a family's variant included: torchreid:osnet_x1_0 loads an OSNet
     victim = entry.spec.load(path, input_size=ref.input_size, num_classes=ref.num_classes, **params)
-    return _with_file_info(victim, path)
+    return _with_file_info(victim, ref)
 
 
-def _with_file_info(victim: Victim, path: Path) -> Victim:
+def _with_file_info(victim: Victim, ref: VictimRef) -> Victim:
     """A user's checkpoint is named in records by its file name and full SHA-256."""
-    victim.info = {**victim_info(victim), "file": path.name, "sha256": file_hash(path, length=64)}
+    sha = ref.file_sha256 or file_hash(ref.checkpoint, length=64)
+    victim.info = {**victim_info(victim), "file": Path(ref.checkpoint).name, "sha256": sha}
     return victim
 
 
