@@ -143,6 +143,35 @@ def test_image_strip_layout_frames_and_headers(tmp_path: Path) -> None:
     assert width > height
 
 
+def test_a_targeted_strip_shows_the_chosen_candidates_with_their_ranks(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    examples = []
+    for pid, ranks in ((3, [(40, 2), (17, 1), (55, 30)]), (7, [(9, 4), (61, 8), (23, 3)])):
+        example = _example(pid, rng)
+        example.chosen = [rng.random((32, 16, 3)) for _ in ranks]
+        example.chosen_ranks = ranks
+        example.after_chosen = [True, False, True, False, False]
+        examples.append(example)
+    fig = plots.strip_figure(examples, title="rank-pgd on v1")
+    assert len(fig.axes) == 2 * 11  # 3 query columns, 3 chosen, top-5 after
+    headers = [ax.get_title().replace("\n", " ") for ax in fig.axes[:11]]
+    assert headers == plots.strip_headers(5, 3)
+    assert headers[3:6] == ["chosen 1", "chosen 2", "chosen 3"] and headers[6] == "rank 1 after"
+    assert [ax.get_xlabel() for ax in fig.axes[14:17]] == ["rank 9 → 4", "rank 61 → 8", "rank 23 → 3"]
+    blue, red = (tuple(round(c, 3) for c in to_rgba(x)) for x in (plots.CHOSEN, plots.MISMATCH))
+    frames = [tuple(round(c, 3) for c in ax.spines["top"].get_edgecolor()) for ax in fig.axes[3:11]]
+    assert frames == [blue] * 3 + [blue, red, blue, red, red]  # chosen ones found in the top-5 after are blue
+    assert "blue frame" in fig.texts[0].get_text()
+    _is_png(plots.image_strip(examples, tmp_path / "targeted.png", title="rank-pgd on v1"))
+    # every row of one strip shows the same number of chosen candidates, one rank pair each
+    examples[1].chosen = examples[1].chosen[:2]
+    with pytest.raises(AdvbenchError, match="pid 7: 2 chosen images, 3 chosen_ranks"):
+        plots.strip_figure(examples, title="x")
+    examples[1].chosen_ranks = examples[1].chosen_ranks[:2]
+    with pytest.raises(AdvbenchError, match="pid 7: 2 chosen images where the first example has 3"):
+        plots.strip_figure(examples, title="x")
+
+
 def test_amplified_perturbation_spans_the_full_range_centred_on_grey() -> None:
     clean = np.full((4, 2, 3), 0.5)
     adv = clean.copy()

@@ -151,6 +151,14 @@ def test_bad_axes_are_one_line_errors(tmp_path, field: str, value, message: str)
 
 
 # ------------------------------------------------------------------------------ end to end
+def _jpeg_size(path) -> tuple[int, int]:
+    """(width, height) of a JPEG, from the pixels matplotlib reads back."""
+    from matplotlib.image import imread
+
+    height, width = imread(path).shape[:2]
+    return width, height
+
+
 @pytest.mark.slow
 def test_targeted_and_demote_rows_on_the_tiny_grid(session_cache, tmp_path) -> None:
     """rank-pgd pushes its chosen candidates up (targeted) and down (demote) on the white-box victim;
@@ -198,6 +206,21 @@ def test_targeted_and_demote_rows_on_the_tiny_grid(session_cache, tmp_path) -> N
         assert all(len(set(row)) == 5 for row in craft.targets)
     summary = (wide / "summary.md").read_text()
     assert "## Query-side targeted attacks" in summary and "## Query-side demote attacks" in summary
+
+    # a strip per craft: a targeted or demote one shows its chosen candidates (fewer columns than
+    # the top-5 before) and is named and linked by its goal; the untargeted names are as before
+    from advbench.tables import slug
+
+    page = (wide / "index.html").read_text()
+    for source in TINY_VICTIMS.split(","):
+        plain_strip = wide / "plots" / f"strip_synthetic_pgd_eps8_{slug(source)}.jpg"
+        assert plain_strip.is_file()
+        for goal in ("targeted", "demote"):
+            strip = wide / "plots" / f"strip_synthetic_rank-pgd_eps8_{slug(source)}_{goal}.jpg"
+            assert _jpeg_size(strip)[0] < _jpeg_size(plain_strip)[0]
+            assert f'src="plots/{strip.name}"' in page
+            assert f'id="strip-synthetic-rank-pgd-8-{slug(source)}-{goal}"' in page
+            assert f'href="#strip-synthetic-rank-pgd-8-{slug(source)}-{goal}"' in page
 
 
 @pytest.mark.slow

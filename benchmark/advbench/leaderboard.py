@@ -29,6 +29,7 @@ from advbench.tables import (  # noqa: F401  (the tables, importable from here a
     default_threat,
     results_frame,
     slug,
+    strip_file,
     target_columns,
     transfer_tables,
     undefended,
@@ -87,14 +88,16 @@ def write(
 
 
 def strip_name(craft: CraftRecord) -> str:
-    return (
-        f"strip_{slug(craft.dataset)}_{slug(craft.attack)}_eps{craft.eps:g}_{slug(craft.source_victim)}.jpg"
+    return strip_file(
+        craft.dataset, craft.attack, craft.eps, craft.source_victim, craft.goal, craft.patch_area
     )
 
 
 def write_strips(records: list[Record], folder: Path, strips: StripSource) -> list[Path]:
-    """An image strip per undefended craft with stored examples: its queries, perturbations and
-    white-box top-5 before and after. Strips of crafts no longer present are removed."""
+    """An image strip per undefended query-side craft with stored examples: its queries,
+    perturbations and white-box top-5 before and after (a targeted or demote craft: its chosen
+    candidates' ranks before and after instead of the top-5 before). Strips of crafts no longer
+    present are removed."""
     from advbench.plots import image_strip
 
     crafts = {r.key: r for r in records if isinstance(r, CraftRecord)}
@@ -105,11 +108,12 @@ def write_strips(records: list[Record], folder: Path, strips: StripSource) -> li
         craft = crafts.get(ev.craft_key)
         if craft is None or craft.defence != "none" or ev.target_victim != craft.source_victim:
             continue
-        if craft.goal != "untargeted":  # one strip per (attack, eps, source): the untargeted craft's
+        if craft.side != "query":  # a gallery-side craft's perturbed images are candidates, not queries
             continue
         examples = strips(craft, ev)
         if examples:
-            title = f"{craft.dataset} / {craft.attack} eps {craft.eps:g} / white-box on {craft.source_victim}"
+            goal = "" if craft.goal == "untargeted" else f" / {craft.goal}"
+            title = f"{craft.dataset} / {craft.attack} eps {craft.eps:g}{goal} / white-box on {craft.source_victim}"
             written.append(image_strip(examples, folder / strip_name(craft), title=title))
     for stale in folder.glob("strip_*.jpg"):
         if stale not in written:

@@ -23,6 +23,7 @@ DPI = 150
 STRIP_DPI = 100  # each image at about twice its pixel size
 FONT = 10
 MATCH, MISMATCH = "#1a9850", "#d73027"  # green: same identity as the query, red: another one
+CHOSEN = "#2166ac"  # blue: a candidate a targeted or demote attack chose
 TRANSFER_UNIT = "adversarial mAP (%)"  # what leaderboard.transfer_tables' cells hold
 
 
@@ -125,7 +126,11 @@ def eps_curves(frame: pd.DataFrame, path: Path, *, dataset: str) -> Path:
 class StripExample:
     """One query for :func:`image_strip`: images are (H, W, 3) floats in [0, 1]; ``before`` and
     ``after`` are the top-ranked gallery images before and after the attack, and ``*_match`` says
-    whether each has the query's identity ``pid``."""
+    whether each has the query's identity ``pid``.
+
+    A targeted or demote craft's example also has its ``chosen`` candidates, their 1-based ranks
+    ``(before, after)`` in ``chosen_ranks``, and ``after_chosen`` saying which of ``after`` is one
+    of them; its strip shows the chosen candidates where the untargeted strip shows ``before``."""
 
     clean: np.ndarray
     adv: np.ndarray
@@ -134,6 +139,9 @@ class StripExample:
     before_match: list[bool]
     after: list[np.ndarray]
     after_match: list[bool]
+    chosen: list[np.ndarray] | None = None
+    chosen_ranks: list[tuple[int, int]] | None = None
+    after_chosen: list[bool] | None = None
 
 
 def amplified(clean: np.ndarray, adv: np.ndarray) -> np.ndarray:
@@ -159,6 +167,14 @@ def _check(example: StripExample, k: int) -> None:
                 f"strip example pid {example.pid}: {len(images)} {side} images and {len(match)} "
                 f"{side}_match flags; give exactly {k} of each"
             )
+    if example.chosen is not None:
+        ranks, flags = example.chosen_ranks or [], example.after_chosen or []
+        if len(ranks) != len(example.chosen) or len(flags) != k:
+            raise AdvbenchError(
+                f"strip example pid {example.pid}: {len(example.chosen)} chosen images, "
+                f"{len(ranks)} chosen_ranks and {len(flags)} after_chosen flags; give one rank pair "
+                f"per chosen image and {k} flags"
+            )
 
 
 def _show(ax: Axes, image: np.ndarray, frame: str | None = None) -> None:
@@ -172,47 +188,84 @@ def _show(ax: Axes, image: np.ndarray, frame: str | None = None) -> None:
             spine.set_linewidth(4)
 
 
-def strip_headers(k: int) -> list[str]:
-    """Column headers of :func:`image_strip` with ``k`` ranked gallery images per side."""
+def strip_headers(k: int, chosen: int = 0) -> list[str]:
+    """Column headers of :func:`image_strip` with ``k`` ranked gallery images per side, or with
+    ``chosen`` candidates of a targeted or demote craft in place of the ``k`` before."""
+    first = (
+        [f"chosen {c}" for c in range(1, chosen + 1)]
+        if chosen
+        else [f"rank {r} before" for r in range(1, k + 1)]
+    )
     return [
         "clean query",
         "perturbation (amplified)",
         "adversarial",
-        *(f"rank {r} before" for r in range(1, k + 1)),
+        *first,
         *(f"rank {r} after" for r in range(1, k + 1)),
     ]
+
+
+def _ranked(example: StripExample) -> list[tuple[np.ndarray, str, str]]:
+    """The gallery images of one strip row after the query columns: (image, frame, label)."""
+    after_chosen = example.after_chosen or [False] * len(example.after)
+    after = [
+        (image, CHOSEN if chosen else MATCH if match else MISMATCH, "")
+        for image, match, chosen in zip(example.after, example.after_match, after_chosen, strict=True)
+    ]
+    if example.chosen is None:
+        before = [
+            (i, MATCH if m else MISMATCH, "")
+            for i, m in zip(example.before, example.before_match, strict=True)
+        ]
+        return before + after
+    ranks = example.chosen_ranks or []
+    chosen = [(i, CHOSEN, f"rank {b} → {a}") for i, (b, a) in zip(example.chosen, ranks, strict=True)]
+    return chosen + after
 
 
 def strip_figure(examples: Sequence[StripExample], *, title: str, k: int = 5) -> Figure:
     """The image grid of :func:`image_strip`, one row per example."""
     if not examples:
         raise AdvbenchError("image_strip needs at least one StripExample")
+    n_chosen = len(examples[0].chosen or [])
     for example in examples:
         _check(example, k)
-    headers = strip_headers(k)
+        if len(example.chosen or []) != n_chosen:
+            raise AdvbenchError(
+                f"strip example pid {example.pid}: {len(example.chosen or [])} chosen images where the "
+                f"first example has {n_chosen}; give every example of a strip the same number"
+            )
+    headers = strip_headers(k, n_chosen)
     height, width = examples[0].clean.shape[:2]
     cell = 1.3
-    fig = Figure(figsize=(cell * len(headers), cell * height / width * len(examples) + 0.9))
+    label_room = 0.25 if n_chosen else 0.0
+    fig = Figure(figsize=(cell * len(headers), (cell * height / width + label_room) * len(examples) + 0.9))
     axes = fig.subplots(
-        len(examples), len(headers), squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.1}
+        len(examples), len(headers), squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.1 + label_room}
     )
     for row, example in zip(axes, examples, strict=True):
         _show(row[0], example.clean)
         _show(row[1], amplified(example.clean, example.adv))
         _show(row[2], example.adv)
-        ranked = [*zip(example.before, example.before_match), *zip(example.after, example.after_match)]
-        for ax, (image, match) in zip(row[3:], ranked, strict=True):
-            _show(ax, image, MATCH if match else MISMATCH)
+        for ax, (image, frame, label) in zip(row[3:], _ranked(example), strict=True):
+            _show(ax, image, frame)
+            if label:
+                ax.set_xlabel(label, fontsize=FONT - 2)
         row[0].set_ylabel(f"pid {example.pid}", fontsize=FONT - 1)
     for ax, header in zip(axes[0], headers, strict=True):
         ax.set_title(header.replace(" (", "\n("), fontsize=FONT - 2)
-    fig.suptitle(f"{title}\n(green frame: same identity as the query, red: another)", fontsize=FONT + 1)
+    legend = "green frame: same identity as the query, red: another"
+    if n_chosen:
+        legend = f"blue frame: a chosen candidate, its rank before → after; {legend}"
+    fig.suptitle(f"{title}\n({legend})", fontsize=FONT + 1)
     return fig
 
 
 def image_strip(examples: list[StripExample], path: Path, *, title: str) -> Path:
     """Write one row per query: clean | amplified perturbation | adversarial | top-5 gallery before
-    the attack | top-5 after, gallery images framed green (same identity) or red (another).
+    the attack | top-5 after, gallery images framed green (same identity) or red (another); for a
+    targeted or demote craft the chosen candidates (framed blue, labelled with their rank before
+    and after) take the place of the top-5 before.
     ``path`` may end in ``.jpg`` (what the leaderboard writes: a quarter of the PNG's size)."""
     return _save(strip_figure(examples, title=title), path, dpi=STRIP_DPI)
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advbench.api import AdvbenchError
+from advbench.api import AdvbenchError, ImageSplit
 from advbench.config import RunConfig
 from advbench.data.catalog import DatasetCatalog
 from advbench.io import verified
@@ -19,9 +19,30 @@ from advbench.plugins import Registry
 from advbench.queries import open_adv
 from advbench.records import CraftRecord, EvalRecord
 
+CHOSEN_SHOWN = 3
+"""Chosen candidates a targeted strip shows per query (a craft may choose more)."""
+
 
 def _hwc(image: Tensor) -> np.ndarray:
     return image.permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def _chosen(
+    craft: CraftRecord, ev: EvalRecord, row: int, after: list[int], gallery: ImageSplit
+) -> dict[str, list]:
+    """The chosen candidates of query ``row`` of a targeted or demote craft, at most
+    :data:`CHOSEN_SHOWN`, with their 1-based ranks before and after; nothing for other crafts."""
+    if craft.targets is None or ev.clean_target_ranks is None or ev.adv_target_ranks is None:
+        return {}
+    targets = craft.targets[row]
+    shown = list(zip(targets, ev.clean_target_ranks[row], ev.adv_target_ranks[row], strict=True))
+    shown = shown[:CHOSEN_SHOWN]
+    images = gallery.batch(torch.tensor([t for t, _, _ in shown]))
+    return {
+        "chosen": [_hwc(g) for g in images],
+        "chosen_ranks": [(b + 1, a + 1) for _, b, a in shown],
+        "after_chosen": [g in targets for g in after],
+    }
 
 
 def strip_source(config: RunConfig, registry: Registry) -> StripSource:
@@ -54,6 +75,7 @@ def strip_source(config: RunConfig, registry: Registry) -> StripSource:
                         before_match=[bool(m) for m in examples["before_match"][i]],
                         after=[_hwc(g) for g in after],
                         after_match=[bool(m) for m in examples["after_match"][i]],
+                        **_chosen(craft, ev, row, examples["after"][i], gallery),
                     )
                 )
             return out

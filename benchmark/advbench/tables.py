@@ -310,3 +310,20 @@ def transfer_tables(frame: pd.DataFrame) -> dict[tuple[str, str, float], pd.Data
 def slug(text: str) -> str:
     """``text`` as a file-name part: letters, digits and dots, other runs as one ``-``."""
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+
+def strip_file(
+    dataset: str,
+    attack: str,
+    eps: float,
+    source: str,
+    goal: str = "untargeted",
+    patch_area: float | None = None,
+) -> str:
+    """The file name of a query-side craft's image strip in ``OUT/plots``: a targeted or demote
+    craft's name ends in its goal, a patch craft's in its area; an untargeted L∞ craft's keeps the
+    name it had before threat axes existed."""
+    tail = "" if goal == "untargeted" else f"_{slug(goal)}"
+    if patch_area is not None and not pd.isna(patch_area):
+        tail += f"_area{float(patch_area):g}"
+    return f"strip_{slug(dataset)}_{slug(attack)}_eps{float(eps):g}_{slug(source)}{tail}.jpg"

@@ -35,6 +35,7 @@ from advbench.webpage.sections import (
     _transfer_section,
     _whitebox_rows,
     _whitebox_section,
+    strip_key,
 )
 
 PAGE = "index.html"
@@ -63,8 +64,7 @@ def render_page(
     index = _record_index(records) if records is not None else {}
     strips, found = _strips_section(frame, available)
     frame["_strip"] = [
-        (str(r.dataset), str(r.attack), f"{float(r.eps):g}", str(r.source_victim)) in found
-        and r.setting == "whitebox"
+        r.setting == "whitebox" and r.threat == "none" and r.side == "query" and strip_key(r) in found
         for r in frame.itertuples()
     ]
     used = {f for f in names if Path(f).name.startswith(("strip_", "transfer_"))}

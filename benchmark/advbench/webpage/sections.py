@@ -15,7 +15,7 @@ from advbench.summary import (
     whitebox_intervals,
     with_interval,
 )
-from advbench.tables import DECIMALS, attack_label, slug, transfer_tables, undefended
+from advbench.tables import DECIMALS, attack_label, slug, strip_file, transfer_tables, undefended
 from advbench.webpage.cells import (
     _cell_text,
     _e,
@@ -245,12 +245,8 @@ def _results_section(
             else:
                 cells.append(f"<td>{_e(value)}</td>")
         command = reproduce_command(row, pair[0] if pair else None)
-        strip = (
-            f'<p><a href="#strip-{_e(slug(str(row["dataset"])))}-{_e(slug(str(row["attack"])))}-{_e(eps)}-'
-            f'{_e(slug(str(row["source_victim"])))}">image strip of this craft</a></p>'
-            if row.get("_strip")
-            else ""
-        )
+        anchor = strip_anchor(*strip_key(pd.Series(row)))
+        strip = f'<p><a href="#{_e(anchor)}">image strip of this craft</a></p>' if row.get("_strip") else ""
         dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in prov)
         cells.append(
             f'<td><details class="row"><summary>command</summary>'
@@ -275,38 +271,68 @@ def _results_section(
     )
 
 
-def _strips_section(frame: pd.DataFrame, figures: set[str]) -> tuple[str, set[tuple[str, str, str, str]]]:
-    """The image strip of each (dataset, attack, eps, source) the plots folder holds."""
-    white = undefended(frame)
-    white = white[white["setting"] == "whitebox"]
-    found: set[tuple[str, str, str, str]] = set()
-    groups: dict[tuple[str, str, str], list[str]] = {}
-    for r in white.drop_duplicates(["dataset", "attack", "eps", "source_victim"]).itertuples():
-        eps = f"{float(r.eps):g}"
-        name = f"plots/strip_{slug(str(r.dataset))}_{slug(str(r.attack))}_eps{eps}_{slug(str(r.source_victim))}.jpg"
+def strip_anchor(dataset: str, attack: str, eps: str, source: str, goal: str, area: str) -> str:
+    """The page anchor of a craft's image strip (an untargeted L∞ craft's keeps its old anchor)."""
+    tail = ("" if goal == "untargeted" else f"-{slug(goal)}") + (f"-area{area}" if area else "")
+    return f"strip-{slug(dataset)}-{slug(attack)}-{eps}-{slug(source)}{tail}"
+
+
+StripKey = tuple[str, str, str, str, str, str]
+"""(dataset, attack, eps, source victim, goal, patch area or "") of a query-side craft, as shown."""
+
+
+def strip_key(row: Any) -> StripKey:
+    """The :data:`StripKey` of a results row (a namedtuple of ``itertuples`` or a Series)."""
+    area = row.patch_area
+    return (
+        str(row.dataset),
+        str(row.attack),
+        f"{float(row.eps):g}",
+        str(row.source_victim),
+        str(row.goal),
+        "" if pd.isna(area) else f"{float(area):g}",
+    )
+
+
+def _strips_section(frame: pd.DataFrame, figures: set[str]) -> tuple[str, set[StripKey]]:
+    """The image strip of each undefended query-side craft the plots folder holds."""
+    white = frame[(frame["threat"] == "none") & (frame["setting"] == "whitebox") & (frame["side"] == "query")]
+    found: set[StripKey] = set()
+    groups: dict[tuple[str, ...], list[str]] = {}
+    columns = ["dataset", "attack", "eps", "source_victim", "goal", "patch_area"]
+    for r in white.drop_duplicates(columns).itertuples():
+        key = strip_key(r)
+        dataset, attack, eps, source, goal, area = key
+        name = "plots/" + strip_file(dataset, attack, float(eps), source, goal, float(area) if area else None)
         if name not in figures:
             continue
-        key = (str(r.dataset), str(r.attack), eps, str(r.source_victim))
         found.add(key)
-        anchor = f"strip-{slug(key[0])}-{slug(key[1])}-{eps}-{slug(key[3])}"
-        alt = (
-            f"{key[0]} / {key[1]} eps {eps}, white-box on {key[3]}: example queries, perturbations, "
-            "and the top-5 gallery before and after the attack"
+        what = "".join(
+            [f" / {goal}" if goal != "untargeted" else "", f" / patch area {area}" if area else ""]
         )
-        groups.setdefault(key[:3], []).append(
-            f'<details class="strip" id="{_e(anchor)}"><summary>crafted on {_e(key[3])}</summary>'
+        ranks = (
+            "the chosen candidates with their rank before and after, and the top-5 after the attack"
+            if goal != "untargeted"
+            else "and the top-5 gallery before and after the attack"
+        )
+        alt = f"{dataset} / {attack} eps {eps}{what}, white-box on {source}: example queries, perturbations, {ranks}"
+        groups.setdefault((dataset, attack, eps, what), []).append(
+            f'<details class="strip" id="{_e(strip_anchor(*key))}"><summary>crafted on {_e(source)}</summary>'
             f'<img src="{_e(name)}" alt="{_e(alt)}"></details>'
         )
     if not groups:
         return "", found
     parts = [
-        f'<h3>{_e(d)} / {_e(a)} / eps {_e(e)}</h3><div class="strips">{"".join(items)}</div>'
-        for (d, a, e), items in sorted(groups.items())
+        f"<h3>{_e(d)} / {_e(a)} / eps {_e(e)}{'' if g == 'untargeted' else f' / {_e(g)}'}</h3>"
+        f'<div class="strips">{"".join(items)}</div>'
+        for (d, a, e, g), items in sorted(groups.items())
     ]
     return (
         '<section id="strips"><h2>Image strips</h2><p class="note">Per attack and source victim: a few '
         "queries, their amplified perturbation, and the white-box top-5 before and after (green frame: "
-        "same identity as the query, red: another). Open one to see it.</p>" + "".join(parts) + "</section>",
+        "same identity as the query, red: another); a targeted or demote craft shows its chosen "
+        "candidates (blue frame) with their rank before and after in place of the top-5 before. "
+        "Open one to see it.</p>" + "".join(parts) + "</section>",
         found,
     )
 
