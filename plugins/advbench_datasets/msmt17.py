@@ -15,7 +15,9 @@ from typing import Any
 
 from advbench.api import DatasetSpec, ReidDataset, Sample
 from advbench_datasets import common
-from advbench_datasets.common import DatasetError, Expected, File
+from advbench_datasets.counts import Expected
+from advbench_datasets.errors import DatasetError
+from advbench_datasets.folders import File
 
 NAME = "msmt17"
 VERSION = "1"

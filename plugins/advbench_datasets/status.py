@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from advbench.api import AdvbenchError, DatasetSpec
-from advbench_datasets.common import ENV_DATA, DatasetNotReady
+from advbench_datasets.errors import DatasetNotReady
+from advbench_datasets.folders import ENV_DATA
 
 STATES = ("ok", "differs", "not ready", "unavailable", "embedded", "broken")
 
