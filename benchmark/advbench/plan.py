@@ -22,164 +22,68 @@ the keys of an undefended run are those of a run before defences existed.
 
 Every random draw of a fit or a craft is seeded from its own key, so adding a victim to a finished
 grid evaluates the stored adversarial queries on it and recomputes nothing else.
+
+The tasks themselves are :mod:`advbench.tasks`, their keys :mod:`advbench.task_keys`; this module
+resolves the run's choices and expands its grid into tasks, and re-exports their names.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from advbench.api import UNTARGETED_QUERY, ThreatModel
 from advbench.config import RunConfig
-from advbench.plugins import Registry
-from advbench.utils import stable_hash
+from advbench.registry import Registry
+from advbench.task_keys import (
+    CRAFT_VERSION,
+    DETECT_VERSION,
+    EVAL_VERSION,
+    FIT_VERSION,
+    craft_task,
+    detect_task,
+    eval_task,
+    fit_task,
+)
+from advbench.tasks import (
+    AttackChoice,
+    Cell,
+    CraftTask,
+    DefenceChoice,
+    DetectTask,
+    EvalTask,
+    FitTask,
+    Plan,
+)
 from advbench.victims import VictimRef
 
-CRAFT_VERSION = "2"
-EVAL_VERSION = "1"
-FIT_VERSION = "2"
-DETECT_VERSION = "1"
+__all__ = [
+    "CRAFT_VERSION",
+    "DETECT_VERSION",
+    "EVAL_VERSION",
+    "FIT_VERSION",
+    "NO_DEFENCE",
+    "PATCH_EPS",
+    "AttackChoice",
+    "Cell",
+    "CraftTask",
+    "DefenceChoice",
+    "DetectTask",
+    "EvalTask",
+    "FitTask",
+    "Plan",
+    "attack_choices",
+    "budget_groups",
+    "build_plan",
+    "defence_choices",
+    "fit_task",
+    "threats_of",
+]
+
 NO_DEFENCE = "none"
 PATCH_EPS = 255.0
 """The L∞ budget of a patch craft: unbounded inside the patch (the patch area is its budget)."""
-
-
-@dataclass(frozen=True)
-class AttackChoice:
-    """An attack of the run with its resolved parameters."""
-
-    name: str
-    variant: str | None
-    version: str
-    params: tuple[tuple[str, Any], ...]
-    learns: bool
-    threats: tuple[ThreatModel, ...] = (UNTARGETED_QUERY,)
-
-    def build_kwargs(self, eps: float, area: float | None = None) -> dict[str, Any]:
-        """``build``'s arguments; a patch-budget craft also passes its ``area``."""
-        variant = {"variant": self.variant} if self.variant is not None else {}
-        patch = {"area": area} if area is not None else {}
-        return {"eps": eps, **dict(self.params), **variant, **patch}
-
-
-@dataclass(frozen=True)
-class DefenceChoice:
-    """A defence of the run with its resolved parameters; ``ranking`` for one that re-ranks
-    distances (nothing to craft through), else an input transform."""
-
-    name: str
-    version: str
-    params: tuple[tuple[str, Any], ...]
-    ranking: bool
-
-    def key(self) -> tuple[Any, ...]:
-        return ("defence", self.name, self.version, dict(self.params))
-
-
-@dataclass(frozen=True)
-class FitTask:
-    """Train a learning attack on ``source``'s weights (through ``defence`` when adaptive) and its
-    dataset's train split."""
-
-    key: str
-    attack: AttackChoice
-    eps: float
-    source: VictimRef
-    seed: int
-    defence: DefenceChoice | None = None
-
-    @property
-    def label(self) -> str:
-        through = f" through {self.defence.name}" if self.defence else ""
-        return f"fit {self.attack.name} eps={self.eps:g} on {self.source.label}{through}"
-
-
-@dataclass(frozen=True)
-class CraftTask:
-    """Adversarial queries of ``dataset`` crafted on ``source`` (after ``fit``, for learning attacks)."""
-
-    key: str
-    dataset: str
-    attack: AttackChoice
-    eps: float
-    source: VictimRef
-    fit: FitTask | None
-    seed: int
-    run_seed: int
-    quantize: bool
-    batch_size: int
-    defence: DefenceChoice | None = None
-    threat_model: ThreatModel = UNTARGETED_QUERY
-    n_targets: int = 0
-    patch_area: float | None = None
-    gallery_images: int = 0
-
-    @property
-    def targeted(self) -> bool:
-        """Whether the craft has chosen candidates (goal ``targeted`` or ``demote``)."""
-        return self.threat_model.goal != "untargeted"
-
-    @property
-    def label(self) -> str:
-        through = f" through {self.defence.name}" if self.defence else ""
-        threat = "" if self.threat_model == UNTARGETED_QUERY else f" [{self.threat_model.label}]"
-        if self.patch_area is not None:
-            threat += f" area={self.patch_area:g}"
-        return f"{self.dataset} | {self.attack.name} eps={self.eps:g}{threat} | source {self.source.name}{through}"
-
-
-@dataclass(frozen=True)
-class EvalTask:
-    """Score a craft's adversarial queries on ``target`` (white-box when it is the source)."""
-
-    key: str
-    craft_key: str
-    target: VictimRef
-    protocol: str
-    seed: int
-    defence: DefenceChoice | None = None
-    threat: str = "none"
-
-
-@dataclass(frozen=True)
-class DetectTask:
-    """Measure how detectable a craft's queries are (spectra, and a detector trained on ``n_train``
-    attacked train images of the craft's dataset)."""
-
-    key: str
-    craft_key: str
-    n_train: int
-    seed: int
-
-
-@dataclass(frozen=True)
-class Cell:
-    """The unit a backend runs: one craft (done now, or already stored), its evaluations and, when
-    not yet stored, its detection."""
-
-    craft: CraftTask
-    evals: tuple[EvalTask, ...]
-    crafted: bool = False
-    detect: DetectTask | None = None
-
-
-@dataclass
-class Plan:
-    """Every task of a run; :meth:`victims` lists the weights they need."""
-
-    fits: list[FitTask] = field(default_factory=list)
-    cells: list[Cell] = field(default_factory=list)
-
-    def victims(self) -> list[VictimRef]:
-        refs: dict[VictimRef, None] = {}
-        for fit in self.fits:
-            refs[fit.source] = None
-        for cell in self.cells:
-            refs[cell.craft.source] = None
-            refs.update(dict.fromkeys(e.target for e in cell.evals))
-        return list(refs)
 
 
 def attack_choices(config: RunConfig, registry: Registry) -> list[AttackChoice]:
@@ -227,31 +131,6 @@ def _learns(build: Any, variant: str | None, params: dict[str, Any]) -> bool:
     return bool(attack.needs_fit)
 
 
-def _seed(key: str) -> int:
-    return int(key[:8], 16)
-
-
-def fit_task(
-    attack: AttackChoice, eps: float, source: VictimRef, run_seed: int, defence: DefenceChoice | None = None
-) -> FitTask:
-    key = stable_hash(
-        "fit",
-        FIT_VERSION,
-        attack.name,
-        attack.variant,
-        attack.version,
-        dict(attack.params),
-        eps,
-        source.name,
-        source.weights_id,
-        source.dataset,
-        source.dataset_fingerprint,
-        run_seed,
-        *([defence.key()] if defence else []),
-    )
-    return FitTask(key=key, attack=attack, eps=eps, source=source, seed=_seed(key), defence=defence)
-
-
 def build_plan(
     config: RunConfig,
     attacks: Sequence[AttackChoice],
@@ -286,22 +165,22 @@ def build_plan(
                             task = fit_task(attack, eps, fit_source, config.seed, through)
                             fit = fits.setdefault(task.key, task)
                         area = budget if threat.budget == "patch" else None
-                        craft = _craft(
+                        craft = craft_task(
                             config, dataset, attack, float(eps), source, fit, through, threat, area
                         )
                         if threat.side == "gallery":  # clean queries: evaluated undefended only
-                            evals = [_eval(config, craft, target) for target in refs]
+                            evals = [eval_task(config, craft, target) for target in refs]
                         elif through is None:
                             evals = [
-                                _eval(
+                                eval_task(
                                     config, craft, target, d, "none" if d is None else "transfer-to-defended"
                                 )
                                 for d in defences
                                 for target in refs
                             ]
                         else:
-                            evals = [_eval(config, craft, target, through, "adaptive") for target in refs]
-                        plan.cells.append(Cell(craft, tuple(evals), detect=_detect(config, craft)))
+                            evals = [eval_task(config, craft, target, through, "adaptive") for target in refs]
+                        plan.cells.append(Cell(craft, tuple(evals), detect=detect_task(config, craft)))
     plan.fits = list(fits.values())
     return plan
 
@@ -328,96 +207,3 @@ def threats_of(attack: AttackChoice, config: RunConfig) -> list[ThreatModel]:
         and t.budget in config.budgets
         and not (t.side == "gallery" and t.goal == "untargeted")
     ]
-
-
-def _detect(config: RunConfig, craft: CraftTask) -> DetectTask | None:
-    if config.detect_images <= 0 or craft.targeted:  # a targeted craft's detector needs train targets
-        return None
-    key = stable_hash("detect", DETECT_VERSION, craft.key, config.detect_images, length=24)
-    return DetectTask(key=key, craft_key=craft.key, n_train=config.detect_images, seed=_seed(key))
-
-
-def _craft(
-    config: RunConfig,
-    dataset: str,
-    attack: AttackChoice,
-    eps: float,
-    source: VictimRef,
-    fit: FitTask | None,
-    defence: DefenceChoice | None = None,
-    threat: ThreatModel = UNTARGETED_QUERY,
-    area: float | None = None,
-) -> CraftTask:
-    n_targets = config.targets_per_query if threat.goal != "untargeted" else 0
-    extra = (
-        [] if threat == UNTARGETED_QUERY else [("threat", threat.side, threat.goal, threat.budget, n_targets)]
-    )
-    if area is not None:
-        extra.append(("patch", area))
-    if threat.side == "gallery":
-        extra.append(("gallery-images", config.gallery_images))
-    key = stable_hash(
-        "craft",
-        CRAFT_VERSION,
-        dataset,
-        source.dataset_fingerprint,
-        attack.name,
-        attack.variant,
-        attack.version,
-        dict(attack.params),
-        eps,
-        source.name,
-        source.weights_id,
-        fit.key if fit else None,
-        config.seed,
-        config.quantize,
-        config.batch_size,
-        *([defence.key()] if defence else []),
-        *extra,
-        length=24,
-    )
-    return CraftTask(
-        key=key,
-        dataset=dataset,
-        attack=attack,
-        eps=eps,
-        source=source,
-        fit=fit,
-        seed=_seed(key),
-        run_seed=config.seed,
-        quantize=config.quantize,
-        batch_size=config.batch_size,
-        defence=defence,
-        threat_model=threat,
-        n_targets=n_targets,
-        patch_area=area,
-        gallery_images=config.gallery_images if threat.side == "gallery" else 0,
-    )
-
-
-def _eval(
-    config: RunConfig,
-    craft: CraftTask,
-    target: VictimRef,
-    defence: DefenceChoice | None = None,
-    threat: str = "none",
-) -> EvalTask:
-    key = stable_hash(
-        "eval",
-        EVAL_VERSION,
-        craft.key,
-        target.name,
-        target.weights_id,
-        config.protocol,
-        *([defence.key(), threat] if defence else []),
-        length=24,
-    )
-    return EvalTask(
-        key=key,
-        craft_key=craft.key,
-        target=target,
-        protocol=config.protocol,
-        seed=config.seed,
-        defence=defence,
-        threat=threat,
-    )
