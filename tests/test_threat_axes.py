@@ -212,6 +212,8 @@ def test_targeted_and_demote_rows_on_the_tiny_grid(session_cache, tmp_path) -> N
     from advbench.tables import slug
 
     page = (wide / "index.html").read_text()
+    assert "<h3>synthetic / pgd / eps 8</h3>" in page
+    assert "<h3>synthetic / rank-pgd / eps 8 / targeted</h3>" in page
     for source in TINY_VICTIMS.split(","):
         plain_strip = wide / "plots" / f"strip_synthetic_pgd_eps8_{slug(source)}.jpg"
         assert plain_strip.is_file()

@@ -24,13 +24,9 @@ def _seed(key: str) -> int:
     return int(key[:8], 16)
 
 
-def fit_task(
-    attack: AttackChoice, eps: float, source: VictimRef, run_seed: int, defence: DefenceChoice | None = None
-) -> FitTask:
-    """The fit of ``attack`` at ``eps`` on ``source`` (through ``defence`` when adaptive)."""
-    key = stable_hash(
-        "fit",
-        FIT_VERSION,
+def _attack_on(attack: AttackChoice, eps: float, source: VictimRef) -> tuple:
+    """The parts of a fit's and a craft's key that name the attack, its budget and its source."""
+    return (
         attack.name,
         attack.variant,
         attack.version,
@@ -38,6 +34,17 @@ def fit_task(
         eps,
         source.name,
         source.weights_id,
+    )
+
+
+def fit_task(
+    attack: AttackChoice, eps: float, source: VictimRef, run_seed: int, defence: DefenceChoice | None = None
+) -> FitTask:
+    """The fit of ``attack`` at ``eps`` on ``source`` (through ``defence`` when adaptive)."""
+    key = stable_hash(
+        "fit",
+        FIT_VERSION,
+        *_attack_on(attack, eps, source),
         source.dataset,
         source.dataset_fingerprint,
         run_seed,
@@ -71,13 +78,7 @@ def craft_task(
         CRAFT_VERSION,
         dataset,
         source.dataset_fingerprint,
-        attack.name,
-        attack.variant,
-        attack.version,
-        dict(attack.params),
-        eps,
-        source.name,
-        source.weights_id,
+        *_attack_on(attack, eps, source),
         fit.key if fit else None,
         config.seed,
         config.quantize,

@@ -63,8 +63,10 @@ def render_page(
     available = set(names)
     index = _record_index(records) if records is not None else {}
     strips, found = _strips_section(frame, available)
-    frame["_strip"] = [
-        r.setting == "whitebox" and r.threat == "none" and r.side == "query" and strip_key(r) in found
+    frame["_strip"] = [  # a white-box query row's strip anchor (an adaptive craft has other queries)
+        found.get(strip_key(r), "")
+        if r.setting == "whitebox" and r.side == "query" and r.threat != "adaptive"
+        else ""
         for r in frame.itertuples()
     ]
     used = {f for f in names if Path(f).name.startswith(("strip_", "transfer_"))}

@@ -245,8 +245,8 @@ def _results_section(
             else:
                 cells.append(f"<td>{_e(value)}</td>")
         command = reproduce_command(row, pair[0] if pair else None)
-        anchor = strip_anchor(*strip_key(pd.Series(row)))
-        strip = f'<p><a href="#{_e(anchor)}">image strip of this craft</a></p>' if row.get("_strip") else ""
+        anchor = row.get("_strip")  # the anchor of this row's image strip, when it has one
+        strip = f'<p><a href="#{_e(anchor)}">image strip of this craft</a></p>' if anchor else ""
         dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in prov)
         cells.append(
             f'<td><details class="row"><summary>command</summary>'
@@ -294,19 +294,20 @@ def strip_key(row: Any) -> StripKey:
     )
 
 
-def _strips_section(frame: pd.DataFrame, figures: set[str]) -> tuple[str, set[StripKey]]:
-    """The image strip of each undefended query-side craft the plots folder holds."""
+def _strips_section(frame: pd.DataFrame, figures: set[str]) -> tuple[str, dict[StripKey, str]]:
+    """The image strip of each undefended query-side craft the plots folder holds, and the page
+    anchor of each strip shown, by :data:`StripKey`."""
     white = frame[(frame["threat"] == "none") & (frame["setting"] == "whitebox") & (frame["side"] == "query")]
-    found: set[StripKey] = set()
+    found: dict[StripKey, str] = {}
     groups: dict[tuple[str, ...], list[str]] = {}
     columns = ["dataset", "attack", "eps", "source_victim", "goal", "patch_area"]
     for r in white.drop_duplicates(columns).itertuples():
         key = strip_key(r)
         dataset, attack, eps, source, goal, area = key
-        name = "plots/" + strip_file(dataset, attack, float(eps), source, goal, float(area) if area else None)
+        name = "plots/" + strip_file(dataset, attack, r.eps, source, goal, r.patch_area)
         if name not in figures:
             continue
-        found.add(key)
+        found[key] = anchor = strip_anchor(*key)
         what = "".join(
             [f" / {goal}" if goal != "untargeted" else "", f" / patch area {area}" if area else ""]
         )
@@ -317,15 +318,14 @@ def _strips_section(frame: pd.DataFrame, figures: set[str]) -> tuple[str, set[St
         )
         alt = f"{dataset} / {attack} eps {eps}{what}, white-box on {source}: example queries, perturbations, {ranks}"
         groups.setdefault((dataset, attack, eps, what), []).append(
-            f'<details class="strip" id="{_e(strip_anchor(*key))}"><summary>crafted on {_e(source)}</summary>'
+            f'<details class="strip" id="{_e(anchor)}"><summary>crafted on {_e(source)}</summary>'
             f'<img src="{_e(name)}" alt="{_e(alt)}"></details>'
         )
     if not groups:
         return "", found
     parts = [
-        f"<h3>{_e(d)} / {_e(a)} / eps {_e(e)}{'' if g == 'untargeted' else f' / {_e(g)}'}</h3>"
-        f'<div class="strips">{"".join(items)}</div>'
-        for (d, a, e, g), items in sorted(groups.items())
+        f'<h3>{_e(d)} / {_e(a)} / eps {_e(e)}{_e(what)}</h3><div class="strips">{"".join(items)}</div>'
+        for (d, a, e, what), items in sorted(groups.items())
     ]
     return (
         '<section id="strips"><h2>Image strips</h2><p class="note">Per attack and source victim: a few '
